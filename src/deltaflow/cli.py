@@ -1,0 +1,411 @@
+"""The ``deltaflow`` command line: thin, it renders what the library does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deltaflow import __version__
+from deltaflow.config.secrets import redact
+from deltaflow.errors import DeltaFlowError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from deltaflow.metadata.store import RunRecord, StepRecord
+    from deltaflow.orchestration.runner import RunResult
+
+app = typer.Typer(
+    name="deltaflow",
+    help="DeltaFlow: config-as-code data pipelines on an Arrow data plane.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(
+    help="List recent runs, or show one with its steps.", invoke_without_command=True
+)
+app.add_typer(runs_app, name="runs")
+
+# Piped output is not cut to 80 columns.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+
+MetadataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--metadata",
+        envvar="DELTAFLOW_METADATA",
+        help="Run store file [default: .deltaflow/runs.db].",
+        show_default=False,
+    ),
+]
+
+
+def _store(path: Path | None) -> Any:
+    from deltaflow.metadata.store import RunStore, default_store_path
+
+    return RunStore(path or default_store_path())
+
+
+def _fail(error: DeltaFlowError, code: int = 1) -> typer.Exit:
+    err.print(
+        f"[bold red]error[/] [{error.code}] {redact(str(error))}", markup=True, soft_wrap=True
+    )
+    return typer.Exit(code)
+
+
+def _setup_logging(verbose: bool) -> None:
+    class Redact(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.msg, record.args = redact(record.getMessage()), ()
+            return True
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(Redact())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("deltaflow")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+# --------------------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    pipeline: Annotated[
+        str,
+        typer.Argument(
+            help="Pipeline file, or pipeline id: 'orders' finds **/orders.yml under --configs."
+        ),
+    ],
+    var: Annotated[
+        list[str] | None,
+        typer.Option("--var", help="Set a variable, NAME=VALUE; repeatable; wins over the file."),
+    ] = None,
+    configs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where pipeline ids are looked up [default: ./configs, else .].",
+            show_default=False,
+        ),
+    ] = None,
+    step: Annotated[
+        list[str] | None, typer.Option("--step", help="Run only this step; repeatable.")
+    ] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant id, the {tenant_id} variable.")] = "default",
+    run_date: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Date of the run, the {date} variable [default: today].",
+            show_default=False,
+        ),
+    ] = None,
+    metadata: MetadataOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    """Run a pipeline: every step in order, recorded in the run store."""
+    from deltaflow.config.loader import RunContext, load_pipeline
+    from deltaflow.config.variables import parse_assignments
+    from deltaflow.orchestration.runner import run_pipeline
+
+    _setup_logging(verbose)
+    context = RunContext(tenant_id=tenant, run_date=run_date.date() if run_date else None)
+    try:
+        loaded = load_pipeline(
+            pipeline, configs=configs, cli_vars=parse_assignments(var or []), context=context
+        )
+        with _progress(quiet) as observer:
+            result = run_pipeline(
+                loaded,
+                context=context,
+                store=_store(metadata),
+                observer=observer,
+                only_steps=step or [],
+            )
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
+    if not quiet:
+        _print_result(result)
+    if result.error is not None:
+        raise _fail(result.error)
+
+
+class _ProgressObserver:
+    """Draws one rich progress bar per stream: rows, rows/s, elapsed."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def stream_started(self, stream: str, total_rows: int | None) -> None:
+        self.tasks[stream] = self.progress.add_task(stream, total=total_rows)
+
+    def rows_read(self, stream: str, rows: int) -> None:
+        self.progress.advance(self.tasks[stream], rows)
+
+    def stream_finished(self, stream: str) -> None:
+        task = self.tasks[stream]
+        done = self.progress.tasks[task].completed
+        self.progress.update(task, total=done, completed=done)
+
+
+class _progress:
+    def __init__(self, quiet: bool):
+        self.enabled = not quiet and err.is_terminal
+        self.progress: Progress | None = None
+
+    def __enter__(self) -> _ProgressObserver | None:
+        if not self.enabled:
+            return None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            _speed_column(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        )
+        self.progress.start()
+        return _ProgressObserver(self.progress)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _speed_column() -> Any:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class SpeedColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed or 0:>10,.0f} rows/s")
+
+    return SpeedColumn()
+
+
+def _print_result(result: RunResult) -> None:
+    table = Table(
+        title=f"Run {result.run.run_id} of {result.run.pipeline_id}: {result.run.status}",
+        title_justify="left",
+    )
+    for name in (
+        "step",
+        "stream",
+        "mode",
+        "status",
+        "rows read",
+        "rows loaded",
+        "table rows",
+        "seconds",
+        "rows/s",
+    ):
+        table.add_column(
+            name, justify="right" if name.startswith(("rows", "table", "sec")) else "left"
+        )
+    for s in result.steps:
+        table.add_row(
+            s.step_id,
+            s.stream or "",
+            s.write_mode or "",
+            s.status,
+            _n(s.rows_read),
+            _n(s.rows_loaded),
+            _n(s.table_rows),
+            f"{s.duration_s:.2f}" if s.duration_s is not None else "",
+            _n(int(s.rows_read / s.duration_s)) if s.rows_read and s.duration_s else "",
+        )
+    out.print(table)
+
+
+def _n(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+# --------------------------------------------------------------------------- validate, schema
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Pipeline files to check.")],
+    var: Annotated[
+        list[str] | None, typer.Option("--var", help="Variables to assume, NAME=VALUE.")
+    ] = None,
+) -> None:
+    """Check pipeline files without running them; exit 1 if any has a problem."""
+    from deltaflow.config.loader import validate_file
+    from deltaflow.config.variables import parse_assignments
+
+    try:
+        cli_vars = parse_assignments(var or [])
+    except DeltaFlowError as exc:
+        raise _fail(exc, 2) from None
+    problems = 0
+    for path in paths:
+        found = validate_file(path, cli_vars)
+        problems += len(found)
+        for diagnostic in found:
+            out.print(str(diagnostic), markup=False, soft_wrap=True)
+        if not found:
+            out.print(f"{path}: ok", markup=False)
+    if problems:
+        noun = "problem" if problems == 1 else "problems"
+        err.print(f"{problems} {noun} in {len(paths)} file(s)")
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the pipeline format (for editor completion)."""
+    from deltaflow.config.models import Pipeline
+
+    document = Pipeline.model_json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "DeltaFlow pipeline"
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many runs to list.")] = 20,
+    pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline id.")] = None,
+    metadata: MetadataOption = None,
+) -> None:
+    """List recent runs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    records: list[RunRecord] = _store(metadata).runs(limit, pipeline)
+    table = Table(title="Recent runs", title_justify="left")
+    for name in (
+        "run id",
+        "pipeline",
+        "tenant",
+        "status",
+        "started",
+        "seconds",
+        "rows loaded",
+        "error",
+    ):
+        table.add_column(name)
+    for r in records:
+        table.add_row(
+            r.run_id,
+            r.pipeline_id,
+            r.tenant_id,
+            _status(r.status),
+            r.started_at[:19].replace("T", " "),
+            f"{r.duration_s:.2f}" if r.duration_s is not None else "",
+            _n(r.rows_loaded),
+            r.error_code or "",
+        )
+    out.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
+    metadata: MetadataOption = None,
+) -> None:
+    """Show one run with its steps."""
+    store = _store(metadata)
+    record = store.run(run_id)
+    if record is None:
+        err.print(
+            f"no run '{run_id}' in {store.path} (or the prefix is ambiguous); "
+            "'deltaflow runs' lists recent runs"
+        )
+        raise typer.Exit(1)
+    steps: list[StepRecord] = store.steps(record.run_id)
+    out.print(
+        f"run        {record.run_id}\npipeline   {record.pipeline_id}\n"
+        f"tenant     {record.tenant_id}\nstatus     {_status(record.status)}\n"
+        f"started    {record.started_at}\nended      {record.ended_at or ''}\n"
+        f"duration   {record.duration_s or 0:.2f} s\n"
+        f"rows       {_n(record.rows_read)} read, {_n(record.rows_loaded)} loaded"
+    )
+    if record.error_code:
+        out.print(
+            f"error      [{record.error_code}] {record.error_message}", markup=False, soft_wrap=True
+        )
+    table = Table(title="Steps", title_justify="left")
+    for name in (
+        "step",
+        "type",
+        "stream",
+        "destination",
+        "mode",
+        "status",
+        "rows read",
+        "rows loaded",
+        "seconds",
+        "error",
+    ):
+        table.add_column(name)
+    for s in steps:
+        error = f"[{s.error_code}] {s.error_message}" if s.error_code else ""
+        table.add_row(
+            s.step_id,
+            s.step_type,
+            s.stream or "",
+            s.destination or "",
+            s.write_mode or "",
+            _status(s.status),
+            _n(s.rows_read),
+            _n(s.rows_loaded),
+            f"{s.duration_s:.2f}" if s.duration_s is not None else "",
+            error,
+        )
+    out.print(table)
+
+
+def _status(status: str) -> str:
+    colour = {"succeeded": "green", "failed": "red", "running": "yellow"}.get(status, "dim")
+    return f"[{colour}]{status}[/]"
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"deltaflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """DeltaFlow: config-as-code data pipelines on an Arrow data plane."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,90 @@
+"""``{name}`` variables in pipeline files.
+
+Layers, later wins: run context (``tenant_id``, ``pipeline_id``, ``run_id``, ``run_date``,
+``date``), pipeline ``variables``, step ``variables``, CLI ``--var name=value``.
+``{{`` and ``}}`` stand for literal braces. ``{start_timestamp}`` and ``{end_timestamp}``
+are left in place: the incremental window fills them in when a step runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from deltaflow.errors import VariableError, did_you_mean
+
+Scalar = str | int | float | bool
+
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+#: Placeholders filled in at run time by the step itself, not by variables.
+RUNTIME_PLACEHOLDERS = frozenset({"start_timestamp", "end_timestamp"})
+
+CONTEXT_VARIABLES = ("tenant_id", "pipeline_id", "run_id", "run_date", "date")
+
+
+def render(text: str, variables: Mapping[str, Any]) -> str:
+    """Replace every ``{name}`` in ``text``; an unknown name raises VariableError."""
+
+    def substitute(match: re.Match[str]) -> str:
+        token, name = match.group(0), match.group(1)
+        if name is None:
+            return token[0]
+        if name in variables:
+            return str(variables[name])
+        if name in RUNTIME_PLACEHOLDERS:
+            return token
+        known = sorted(variables)
+        raise VariableError(
+            f"unresolved variable '{{{name}}}'.{did_you_mean(name, known)}",
+            hint=f"define '{name}' under 'variables:' or pass --var {name}=VALUE "
+            f"(defined here: {', '.join(known) or 'none'}); write '{{{{' for a literal brace",
+        )
+
+    return _TOKEN.sub(substitute, text)
+
+
+def render_tree(
+    value: Any,
+    variables: Mapping[str, Any],
+    on_error: Callable[[tuple[str | int, ...], VariableError], None],
+    path: tuple[str | int, ...] = (),
+) -> Any:
+    """Render every string inside dicts and lists; errors go to ``on_error`` with their path."""
+    if isinstance(value, str):
+        try:
+            return render(value, variables)
+        except VariableError as exc:
+            on_error(path, exc)
+            return value
+    if isinstance(value, dict):
+        return {k: render_tree(v, variables, on_error, (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_tree(v, variables, on_error, (*path, i)) for i, v in enumerate(value)]
+    return value
+
+
+def layer(
+    base: Mapping[str, Any],
+    own: Mapping[str, Any],
+    on_error: Callable[[tuple[str | int, ...], VariableError], None],
+    path: tuple[str | int, ...],
+) -> dict[str, Any]:
+    """``base`` overlaid with ``own``, whose string values may use the names in ``base``."""
+    rendered = render_tree(dict(own), base, on_error, path)
+    return {**base, **rendered}
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """``["a=1", "b=x=y"]`` -> ``{"a": "1", "b": "x=y"}``; a pair without '=' is an error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise VariableError(
+                f"--var '{pair}' is not NAME=VALUE",
+                hint="write --var name=value, e.g. --var date=2026-01-31",
+            )
+        out[name] = value
+    return out

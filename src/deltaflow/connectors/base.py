@@ -1,0 +1,76 @@
+"""The connector protocol: small interfaces every source and destination implements.
+
+A source is bound to one stream: it describes its schema, cuts the work into splits and
+reads a split as Arrow record batches. A destination is bound to one table: it creates or
+evolves the table and loads a stream of batches atomically with the chosen write mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from deltaflow.config.connections import WriteMode
+    from deltaflow.schema.types import TableSchema
+
+
+@dataclass(frozen=True)
+class Split:
+    """One independently readable piece of a stream."""
+
+    index: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    rows: int | None = None  # known size, for progress; None when unknown
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    rows_loaded: int
+    table_rows: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    name: str
+
+    def discover(self) -> TableSchema: ...
+    def splits(self) -> list[Split]: ...
+    def read(self, split: Split) -> Iterator[pa.RecordBatch]: ...
+
+
+class Destination(Protocol):
+    name: str
+
+    def prepare(self, schema: TableSchema) -> None: ...
+    def load(
+        self, batches: pa.RecordBatchReader, write_mode: WriteMode, primary_key: tuple[str, ...]
+    ) -> LoadResult: ...
+
+
+@dataclass
+class RunResources:
+    """What connectors share during one run: the pipeline's folder and open handles.
+
+    Handles are keyed (e.g. by database file) so a source and a destination on the same
+    DuckDB file use one database, and are all closed when the run ends.
+    """
+
+    base_dir: Path
+    run_id: str
+    handles: dict[str, Any] = field(default_factory=dict)
+    closers: list[Any] = field(default_factory=list)
+
+    def resolve(self, path: str) -> Path:
+        """A path from config: absolute, or relative to the pipeline file."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    def close(self) -> None:
+        while self.closers:
+            self.closers.pop()()
+        self.handles.clear()

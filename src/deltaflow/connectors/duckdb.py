@@ -1,0 +1,299 @@
+"""DuckDB: the embedded default warehouse, as source and destination.
+
+Loads stream Arrow batches into DuckDB in one transaction per load, so a failed load
+leaves the table as it was:
+
+- ``append``  inserts into the table;
+- ``replace`` builds the new table beside the old one and swaps them in the same
+  transaction: readers see the old table or the new one, never a missing or partial one;
+- ``merge``   stages the batches, keeps the last row per primary key, deletes the
+  matching rows and inserts the staged ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from deltaflow.connectors.base import LoadResult, RunResources, Split
+from deltaflow.errors import DestinationError, LoadError, SchemaError, SourceError
+from deltaflow.schema.mappings import duckdb_type, quote_double
+from deltaflow.schema.types import TableSchema
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from deltaflow.config.connections import DuckDBConnection, WriteMode
+    from deltaflow.config.models import DestinationSpec, SourceSpec
+
+STAGING_PREFIX = "__deltaflow_"
+
+
+def connect(conn: DuckDBConnection, resources: RunResources) -> duckdb.DuckDBPyConnection:
+    """The run's connection to this database file, opened once and shared."""
+    import duckdb
+
+    path = conn.path if conn.path == ":memory:" else str(resources.resolve(conn.path))
+    key = f"duckdb:{path}"
+    if key not in resources.handles:
+        if path != ":memory:":
+            resources.resolve(conn.path).parent.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {}
+        if conn.memory_limit:
+            config["memory_limit"] = conn.memory_limit
+        if conn.threads:
+            config["threads"] = conn.threads
+        try:
+            handle = duckdb.connect(path, config=config)
+        except duckdb.Error as exc:
+            raise DestinationError(
+                f"cannot open DuckDB database '{conn.path}': {exc}",
+                hint="check the path; another process may hold the file open",
+            ) from exc
+        resources.handles[key] = handle
+        resources.closers.append(handle.close)
+    shared: duckdb.DuckDBPyConnection = resources.handles[key]
+    return shared
+
+
+def qualified(name: str) -> tuple[str, str]:
+    """``raw.orders`` -> ("raw", "orders"); a bare name lives in schema ``main``."""
+    parts = name.split(".")
+    if len(parts) == 1:
+        return "main", parts[0]
+    if len(parts) == 2 and all(parts):
+        return parts[0], parts[1]
+    raise SchemaError(
+        f"table name '{name}' is not 'table' or 'schema.table'", hint="write e.g. 'raw.orders'"
+    )
+
+
+def quoted(schema: str, table: str) -> str:
+    return f"{quote_double(schema)}.{quote_double(table)}"
+
+
+# --------------------------------------------------------------------------- source
+
+
+class DuckDBSource:
+    def __init__(self, db: duckdb.DuckDBPyConnection, spec: SourceSpec, batch_size: int):
+        self.db = db
+        self.spec = spec
+        self.batch_size = batch_size
+        self.name = spec.stream or (spec.table or "query").split(".")[-1]
+
+    def sql(self) -> str:
+        spec = self.spec
+        if spec.query:
+            return spec.query
+        assert spec.table is not None
+        cols = ", ".join(quote_double(c) for c in spec.columns) if spec.columns else "*"
+        where = f" WHERE {spec.where}" if spec.where else ""
+        return f"SELECT {cols} FROM {quoted(*qualified(spec.table))}{where}"
+
+    def discover(self) -> TableSchema:
+        reader = self._execute(f"SELECT * FROM ({self.sql()}) LIMIT 0")
+        return TableSchema.from_arrow(reader.schema, self._primary_key())
+
+    def splits(self) -> list[Split]:
+        return [Split(0)]
+
+    def read(self, split: Split) -> Iterator[pa.RecordBatch]:
+        yield from self._execute(self.sql())
+
+    def _execute(self, sql: str) -> pa.RecordBatchReader:
+        import duckdb
+
+        try:
+            return self.db.cursor().execute(sql).to_arrow_reader(self.batch_size)
+        except duckdb.Error as exc:
+            raise SourceError(
+                f"DuckDB source '{self.name}' failed: {exc}",
+                hint="check the table name, columns and SQL",
+            ) from exc
+
+    def _primary_key(self) -> tuple[str, ...]:
+        if not self.spec.table:
+            return ()
+        schema, table = qualified(self.spec.table)
+        rows = (
+            self.db.cursor()
+            .execute(
+                "SELECT constraint_column_names FROM duckdb_constraints() "
+                "WHERE schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+                [schema, table],
+            )
+            .fetchall()
+        )
+        return tuple(rows[0][0]) if rows else ()
+
+
+# --------------------------------------------------------------------------- destination
+
+
+class DuckDBDestination:
+    def __init__(self, db: duckdb.DuckDBPyConnection, table: str):
+        self.db = db
+        self.schema_name, self.table = qualified(table)
+        self.name = table
+        self.target = quoted(self.schema_name, self.table)
+
+    def columns(self) -> dict[str, str]:
+        """Existing columns and their DuckDB types (empty when the table does not exist)."""
+        rows = (
+            self.db.cursor()
+            .execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                [self.schema_name, self.table],
+            )
+            .fetchall()
+        )
+        return dict(rows)
+
+    def prepare(self, schema: TableSchema) -> None:
+        """Create the table, or add the columns the source has and the table lacks."""
+        cur = self.db.cursor()
+        existing = self.columns()
+        if not existing:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_double(self.schema_name)}")
+            cur.execute(self._create_sql(self.target, schema))
+            return
+        for column in schema.columns:
+            if column.name not in existing:
+                cur.execute(
+                    f"ALTER TABLE {self.target} ADD COLUMN "
+                    f"{quote_double(column.name)} {duckdb_type(column.type)}"
+                )
+
+    def load(
+        self, batches: pa.RecordBatchReader, write_mode: WriteMode, primary_key: tuple[str, ...]
+    ) -> LoadResult:
+        import duckdb
+
+        cur = self.db.cursor()
+        view = f"{STAGING_PREFIX}src_{uuid.uuid4().hex[:12]}"
+        cur.register(view, batches)
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            incoming = TableSchema.from_arrow(batches.schema)
+            details = _APPLY[write_mode](self, cur, view, incoming, primary_key)
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            cur.execute("ROLLBACK")
+            if isinstance(exc, duckdb.Error):
+                raise LoadError(
+                    f"loading into DuckDB table {self.name} failed: {exc}",
+                    hint="check that the source columns fit the table's types",
+                ) from exc
+            raise
+        finally:
+            cur.unregister(view)
+        (count,) = cur.execute(f"SELECT count(*) FROM {self.target}").fetchone() or (0,)
+        return LoadResult(details.pop("rows_loaded"), int(count), details)
+
+    # Each write mode runs inside the load's transaction and returns its counts.
+
+    def _append(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        view: str,
+        incoming: TableSchema,
+        primary_key: tuple[str, ...],
+    ) -> dict[str, int]:
+        return {"rows_loaded": self._insert(cur, self.target, view)}
+
+    def _replace(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        view: str,
+        incoming: TableSchema,
+        primary_key: tuple[str, ...],
+    ) -> dict[str, int]:
+        staged = self._staging_table()
+        cur.execute(self._create_sql(staged, incoming))
+        rows = self._insert(cur, staged, view)
+        cur.execute(f"DROP TABLE {self.target}")
+        cur.execute(f"ALTER TABLE {staged} RENAME TO {quote_double(self.table)}")
+        return {"rows_loaded": rows}
+
+    def _merge(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        view: str,
+        incoming: TableSchema,
+        primary_key: tuple[str, ...],
+    ) -> dict[str, int]:
+        staged = self._staging_table()
+        keys = ", ".join(quote_double(k) for k in primary_key)
+        cur.execute(f"CREATE TABLE {staged} AS SELECT * FROM {self.target} LIMIT 0")
+        staged_rows = self._insert(cur, staged, view)
+        nulls = _scalar(
+            cur,
+            f"SELECT count(*) FROM {staged} WHERE "
+            + " OR ".join(f"{quote_double(k)} IS NULL" for k in primary_key),
+        )
+        if nulls:
+            raise LoadError(
+                f"{nulls} rows have NULL in the primary key ({keys}) of {self.name}",
+                hint="merge needs a complete primary key; filter or fix those rows",
+                code="LOAD_NULL_PRIMARY_KEY",
+            )
+        match = " AND ".join(f"t.{quote_double(k)} = s.{quote_double(k)}" for k in primary_key)
+        deduped = (
+            f"SELECT * FROM {staged} QUALIFY row_number() OVER "
+            f"(PARTITION BY {keys} ORDER BY rowid DESC) = 1"
+        )
+        updated = _scalar(
+            cur, f"SELECT count(*) FROM {self.target} t SEMI JOIN ({deduped}) s ON {match}"
+        )
+        cur.execute(f"DELETE FROM {self.target} t USING ({deduped}) s WHERE {match}")
+        inserted = _scalar(cur, f"SELECT count(*) FROM ({deduped})")
+        cur.execute(f"INSERT INTO {self.target} BY NAME {deduped}")
+        cur.execute(f"DROP TABLE {staged}")
+        return {
+            "rows_loaded": staged_rows,
+            "inserted": inserted - updated,
+            "updated": updated,
+            "duplicates_in_batch": staged_rows - inserted,
+        }
+
+    def _staging_table(self) -> str:
+        return quoted(self.schema_name, f"{STAGING_PREFIX}{self.table}_{uuid.uuid4().hex[:8]}")
+
+    def _insert(self, cur: duckdb.DuckDBPyConnection, table: str, view: str) -> int:
+        return _scalar(cur, f"INSERT INTO {table} BY NAME SELECT * FROM {quote_double(view)}")
+
+    def _create_sql(self, target: str, schema: TableSchema) -> str:
+        columns = ", ".join(f"{quote_double(c.name)} {duckdb_type(c.type)}" for c in schema.columns)
+        return f"CREATE TABLE {target} ({columns})"
+
+
+_APPLY = {
+    "append": DuckDBDestination._append,
+    "replace": DuckDBDestination._replace,
+    "merge": DuckDBDestination._merge,
+}
+
+
+def _scalar(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = cur.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+# --------------------------------------------------------------------------- factories
+
+
+def open_source(
+    conn: DuckDBConnection, spec: SourceSpec, resources: RunResources, batch_size: int
+) -> DuckDBSource:
+    return DuckDBSource(connect(conn, resources), spec, batch_size)
+
+
+def open_destination(
+    conn: DuckDBConnection, spec: DestinationSpec, resources: RunResources
+) -> DuckDBDestination:
+    assert spec.table is not None
+    return DuckDBDestination(connect(conn, resources), spec.table)

@@ -1,0 +1,358 @@
+"""Parquet, CSV and JSON Lines files: local paths and globs, as source and destination.
+
+A source reads every file a path or glob matches; Parquet files split by row group, CSV
+and JSON Lines by file. All files of a stream are read with one schema: the union of the
+Parquet schemas, or the types inferred from the first CSV / JSON Lines file.
+
+A destination is a directory of part files. ``append`` adds a part per load; ``replace``
+writes the new parts into a fresh directory and swaps it in.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deltaflow.connectors.base import LoadResult, RunResources, Split
+from deltaflow.errors import DestinationError, SourceError
+from deltaflow.schema.mappings import parquet_type
+from deltaflow.schema.types import TableSchema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from deltaflow.config.connections import FileFormat, FilesConnection, WriteMode
+    from deltaflow.config.models import CsvOptions, DestinationSpec, SourceSpec
+
+EXTENSIONS: dict[str, FileFormat] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+SUFFIX: dict[str, str] = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
+ROW_GROUPS_PER_SPLIT = 4
+
+
+def infer_format(path: str, declared: FileFormat | None) -> FileFormat:
+    if declared:
+        return declared
+    suffix = Path(path.rstrip("*")).suffix.lower()
+    if suffix in EXTENSIONS:
+        return EXTENSIONS[suffix]
+    raise SourceError(
+        f"cannot tell the format of '{path}' from its extension",
+        hint=f"add 'format:' with one of: parquet, csv, jsonl "
+        f"(known extensions: {', '.join(EXTENSIONS)})",
+    )
+
+
+# --------------------------------------------------------------------------- source
+
+
+class FilesSource:
+    def __init__(self, root: Path, spec: SourceSpec, batch_size: int):
+        assert spec.path is not None
+        self.spec = spec
+        self.pattern = str(root / spec.path)
+        self.format = infer_format(spec.path, spec.format)
+        self.batch_size = batch_size
+        self.name = spec.stream or _stream_name(spec.path)
+        self._schema: pa.Schema | None = None
+
+    def files(self) -> list[str]:
+        matches = sorted(p for p in glob.glob(self.pattern, recursive=True) if os.path.isfile(p))
+        if not matches:
+            raise SourceError(
+                f"no files match '{self.spec.path}' (looked for {self.pattern})",
+                hint="check the path and the connection's base_path",
+            )
+        return matches
+
+    def discover(self) -> TableSchema:
+        self._schema = _READERS[self.format].schema(self, self.files())
+        if self.spec.columns:
+            missing = [c for c in self.spec.columns if c not in self._schema.names]
+            if missing:
+                raise SourceError(
+                    f"columns {missing} are not in '{self.spec.path}'",
+                    hint=f"available columns: {', '.join(self._schema.names)}",
+                )
+            self._schema = _select(self._schema, self.spec.columns)
+        return TableSchema.from_arrow(self._schema)
+
+    def splits(self) -> list[Split]:
+        splits: list[Split] = _READERS[self.format].splits(self, self.files())
+        return splits
+
+    def read(self, split: Split) -> Iterator[pa.RecordBatch]:
+        schema = self._schema or self.discover().to_arrow()
+        try:
+            for batch in _READERS[self.format].read(self, split, schema):
+                yield _conform(batch, schema)
+        except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+            raise SourceError(
+                f"cannot read {split.params['file']}: {exc}",
+                hint="check that the file is valid " + self.format,
+            ) from exc
+
+
+def _stream_name(path: str) -> str:
+    """The file's stem ('orders' for 'data/orders.csv'); empty for a glob of many names."""
+    name = Path(path).name
+    if any(ch in name for ch in "*?["):
+        return ""
+    return "".join(ch if ch.isalnum() else "_" for ch in Path(name).stem).strip("_")
+
+
+def _select(schema: pa.Schema, columns: list[str]) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([schema.field(c) for c in columns])
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """The batch with exactly ``schema``'s columns: missing ones NULL, others cast."""
+    import pyarrow as pa
+
+    if batch.schema.equals(schema):
+        return batch
+    columns = []
+    for field in schema:
+        index = batch.schema.get_field_index(field.name)
+        if index < 0:
+            columns.append(pa.nulls(batch.num_rows, field.type))
+        else:
+            columns.append(batch.column(index).cast(field.type))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+class _Parquet:
+    @staticmethod
+    def schema(source: FilesSource, files: list[str]) -> pa.Schema:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+
+    @staticmethod
+    def splits(source: FilesSource, files: list[str]) -> list[Split]:
+        import pyarrow.parquet as pq
+
+        out: list[Split] = []
+        for file in files:
+            meta = pq.read_metadata(file)
+            for first in range(0, meta.num_row_groups, ROW_GROUPS_PER_SPLIT):
+                groups = list(range(first, min(first + ROW_GROUPS_PER_SPLIT, meta.num_row_groups)))
+                rows = sum(meta.row_group(g).num_rows for g in groups)
+                out.append(Split(len(out), {"file": file, "row_groups": groups}, rows))
+        return out
+
+    @staticmethod
+    def read(source: FilesSource, split: Split, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        import pyarrow.parquet as pq
+
+        columns = [c for c in schema.names if c in pq.read_schema(split.params["file"]).names]
+        with pq.ParquetFile(split.params["file"]) as file:
+            yield from file.iter_batches(
+                batch_size=source.batch_size, row_groups=split.params["row_groups"], columns=columns
+            )
+
+
+class _Csv:
+    @staticmethod
+    def options(source: FilesSource, schema: pa.Schema | None = None) -> dict[str, Any]:
+        import pyarrow.csv as csv
+
+        opts: CsvOptions | None = source.spec.csv
+        delimiter = opts.delimiter if opts else ","
+        header = opts.header if opts else True
+        nulls = opts.null_values if opts else [""]
+        return {
+            "read_options": csv.ReadOptions(
+                autogenerate_column_names=not header, block_size=1 << 22
+            ),
+            "parse_options": csv.ParseOptions(delimiter=delimiter),
+            "convert_options": csv.ConvertOptions(
+                null_values=nulls,
+                strings_can_be_null=True,
+                column_types=schema,
+                include_columns=schema.names if schema else None,
+            ),
+        }
+
+    @staticmethod
+    def schema(source: FilesSource, files: list[str]) -> pa.Schema:
+        import pyarrow.csv as csv
+
+        with csv.open_csv(files[0], **_Csv.options(source)) as reader:
+            return reader.schema
+
+    @staticmethod
+    def splits(source: FilesSource, files: list[str]) -> list[Split]:
+        return [Split(i, {"file": f}) for i, f in enumerate(files)]
+
+    @staticmethod
+    def read(source: FilesSource, split: Split, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        import pyarrow.csv as csv
+
+        with csv.open_csv(split.params["file"], **_Csv.options(source, schema)) as reader:
+            yield from _rebatch(reader, source.batch_size)
+
+
+class _JsonLines:
+    @staticmethod
+    def schema(source: FilesSource, files: list[str]) -> pa.Schema:
+        import pyarrow.json as pj
+
+        with pj.open_json(files[0], read_options=pj.ReadOptions(block_size=1 << 22)) as reader:
+            return reader.schema
+
+    @staticmethod
+    def splits(source: FilesSource, files: list[str]) -> list[Split]:
+        return _Csv.splits(source, files)
+
+    @staticmethod
+    def read(source: FilesSource, split: Split, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        import pyarrow.json as pj
+
+        options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        with pj.open_json(
+            split.params["file"],
+            parse_options=options,
+            read_options=pj.ReadOptions(block_size=1 << 22),
+        ) as reader:
+            yield from _rebatch(reader, source.batch_size)
+
+
+def _rebatch(reader: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``batch_size`` rows from a reader that yields blocks."""
+    for block in reader:
+        for offset in range(0, block.num_rows, batch_size):
+            yield block.slice(offset, batch_size)
+
+
+_READERS: dict[str, Any] = {"parquet": _Parquet, "csv": _Csv, "jsonl": _JsonLines}
+
+
+# --------------------------------------------------------------------------- destination
+
+
+class FilesDestination:
+    def __init__(self, directory: Path, fmt: FileFormat, run_id: str):
+        self.directory = directory
+        self.format = fmt
+        self.run_id = run_id
+        self.name = str(directory)
+
+    def prepare(self, schema: TableSchema) -> None:
+        """Fail early on a column Parquet cannot store; directories are made when loading."""
+        if self.format == "parquet":
+            for column in schema.columns:
+                parquet_type(column.type)
+
+    def load(
+        self, batches: pa.RecordBatchReader, write_mode: WriteMode, primary_key: tuple[str, ...]
+    ) -> LoadResult:
+        target = self.directory
+        if write_mode == "replace":
+            target = self.directory.with_name(f".{self.directory.name}.{self.run_id}.new")
+            shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True, exist_ok=True)
+        part = target / f"part-{self.run_id}{SUFFIX[self.format]}"
+        if part.exists():
+            raise DestinationError(
+                f"{part} already exists", hint="each run writes its own part; use a new run id"
+            )
+        tmp = part.with_name(f".{part.name}.tmp")
+        try:
+            rows = _WRITERS[self.format](batches, tmp)
+            os.replace(tmp, part)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if write_mode == "replace":
+            _swap_directory(target, self.directory)
+        return LoadResult(rows, self._table_rows())
+
+    def _table_rows(self) -> int | None:
+        """Rows in all parts, from Parquet footers; unknown (None) for text formats."""
+        if self.format != "parquet":
+            return None
+        import pyarrow.parquet as pq
+
+        return sum(pq.read_metadata(p).num_rows for p in self.directory.glob("*.parquet"))
+
+
+def _swap_directory(new: Path, current: Path) -> None:
+    old = current.with_name(f".{current.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if current.exists():
+        os.replace(current, old)
+    os.replace(new, current)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_parquet(batches: pa.RecordBatchReader, path: Path) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    logical = TableSchema.from_arrow(batches.schema)
+    schema = pa.schema(
+        [pa.field(c.name, parquet_type(c.type), c.nullable) for c in logical.columns]
+    )
+    rows = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch.cast(schema))
+            rows += batch.num_rows
+    return rows
+
+
+def _write_with_duckdb(fmt: str) -> Any:
+    def write(batches: pa.RecordBatchReader, path: Path) -> int:
+        import duckdb
+
+        with duckdb.connect() as con:
+            con.register("batches", batches)
+            options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"
+            path_literal = str(path).replace("'", "''")
+            row = con.execute(f"COPY batches TO '{path_literal}' ({options})").fetchone()
+            return int(row[0]) if row else 0
+
+    return write
+
+
+_WRITERS: dict[str, Any] = {
+    "parquet": _write_parquet,
+    "csv": _write_with_duckdb("csv"),
+    "jsonl": _write_with_duckdb("jsonl"),
+}
+
+
+# --------------------------------------------------------------------------- factories
+
+
+def _root(conn: FilesConnection, resources: RunResources) -> Path:
+    return resources.resolve(conn.base_path)
+
+
+def open_source(
+    conn: FilesConnection, spec: SourceSpec, resources: RunResources, batch_size: int
+) -> FilesSource:
+    return FilesSource(_root(conn, resources), spec, batch_size)
+
+
+def open_destination(
+    conn: FilesConnection, spec: DestinationSpec, resources: RunResources
+) -> FilesDestination:
+    assert spec.path is not None
+    fmt = spec.format or EXTENSIONS.get(Path(spec.path).suffix.lower(), "parquet")
+    directory = _root(conn, resources) / spec.path
+    return FilesDestination(directory, fmt, resources.run_id)

@@ -1,0 +1,1 @@
+"""Execution engines: the local thread-pool engine (Beam comes later)."""

@@ -1,0 +1,99 @@
+"""The local engine: read a stream's splits on threads, hand batches on in split order.
+
+Up to ``parallelism`` splits are read at once, each into its own bounded queue; the
+consumer drains the queues in split order. So memory holds at most
+``parallelism * queue_depth`` batches whatever the table size, and the output order is
+the same on every run (a merge keeps the last row of a key deterministically).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from deltaflow.connectors.base import Source, Split
+
+_DONE = object()
+QUEUE_DEPTH = 4
+
+
+class _Failure:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def read_splits(
+    source: Source,
+    splits: list[Split],
+    parallelism: int,
+    on_batch: Callable[[pa.RecordBatch], None] | None = None,
+) -> Generator[pa.RecordBatch, None, None]:
+    """Every batch of every split, in split order, read ``parallelism`` splits at a time."""
+    stop = threading.Event()
+    queues: list[queue.Queue[Any]] = [queue.Queue(QUEUE_DEPTH) for _ in splits]
+    with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="deltaflow-read") as pool:
+        pending = iter(range(len(splits)))
+        for index in _take(pending, parallelism):
+            pool.submit(_produce, source, splits[index], queues[index], stop)
+        try:
+            for q in queues:
+                yield from _drain(q, on_batch)
+                for index in _take(pending, 1):
+                    pool.submit(_produce, source, splits[index], queues[index], stop)
+        finally:
+            stop.set()
+            for q in queues:  # unblock producers waiting on a full queue
+                _empty(q)
+
+
+def _take(indices: Iterator[int], count: int) -> list[int]:
+    return [i for _, i in zip(range(count), indices, strict=False)]
+
+
+def _produce(source: Source, split: Split, out: queue.Queue[Any], stop: threading.Event) -> None:
+    try:
+        for batch in source.read(split):
+            if not _put(out, batch, stop):
+                return
+        _put(out, _DONE, stop)
+    except BaseException as exc:
+        _put(out, _Failure(exc), stop)
+
+
+def _put(out: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _drain(
+    q: queue.Queue[Any],
+    on_batch: Callable[[pa.RecordBatch], None] | None,
+) -> Iterator[pa.RecordBatch]:
+    while True:
+        item = q.get()
+        if item is _DONE:
+            return
+        if isinstance(item, _Failure):
+            raise item.error
+        if on_batch is not None:
+            on_batch(item)
+        yield item
+
+
+def _empty(q: queue.Queue[Any]) -> None:
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return

@@ -1,0 +1,1 @@
+"""Running pipelines: steps in order, each recorded in the run store."""

@@ -1,0 +1,159 @@
+"""Run a pipeline's steps in order and record the run and every step in the run store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from deltaflow.config.loader import LoadedPipeline, RunContext
+from deltaflow.config.models import SyncStep
+from deltaflow.config.secrets import redact
+from deltaflow.connectors.base import RunResources
+from deltaflow.errors import ConfigError, DeltaFlowError, StepFailedError, did_you_mean
+from deltaflow.metadata.store import RunRecord, RunStore, StepRecord
+from deltaflow.sync.runner import Observer, SyncOutcome, run_sync
+
+log = logging.getLogger("deltaflow.run")
+
+StepRunner = Callable[[Any, LoadedPipeline, RunResources, Observer | None], SyncOutcome]
+
+#: step type -> the function that runs it
+STEP_RUNNERS: dict[str, StepRunner] = {
+    "sync": lambda step, loaded, res, obs: run_sync(step, loaded.pipeline, res, obs),
+}
+
+
+@dataclass
+class RunResult:
+    run: RunRecord
+    steps: list[StepRecord] = field(default_factory=list)
+    error: DeltaFlowError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.run.status == "succeeded"
+
+
+def run_pipeline(
+    loaded: LoadedPipeline,
+    *,
+    context: RunContext,
+    store: RunStore,
+    observer: Observer | None = None,
+    only_steps: Sequence[str] = (),
+) -> RunResult:
+    """Run the pipeline (or ``only_steps``); failures are recorded and returned, not raised."""
+    pipeline = loaded.pipeline
+    steps = select_steps(pipeline.steps, only_steps)
+    started = time.monotonic()
+    result = RunResult(
+        RunRecord(
+            context.run_id,
+            pipeline.pipeline_id,
+            context.tenant_id,
+            "running",
+            _now(),
+            pipeline_file=loaded.file,
+        )
+    )
+    store.save_run(result.run)
+    resources = RunResources(loaded.base_dir, context.run_id)
+    try:
+        for position, step in enumerate(steps):
+            record, error = _run_step(step, position, loaded, resources, observer, store)
+            result.steps.append(record)
+            if error is not None:
+                result.error = error
+                break
+    except KeyboardInterrupt:
+        result.error = StepFailedError("interrupted", code="RUN_CANCELLED")
+        raise
+    finally:
+        resources.close()
+        _finish(result, steps, started, store)
+    return result
+
+
+def select_steps(steps: Sequence[SyncStep], only: Sequence[str]) -> list[SyncStep]:
+    if not only:
+        return list(steps)
+    ids = [s.step_id for s in steps]
+    for name in only:
+        if name not in ids:
+            raise ConfigError(
+                f"no step '{name}' in this pipeline.{did_you_mean(name, ids)}",
+                hint=f"steps: {', '.join(ids)}",
+            )
+    return [s for s in steps if s.step_id in only]
+
+
+def _run_step(
+    step: SyncStep,
+    position: int,
+    loaded: LoadedPipeline,
+    resources: RunResources,
+    observer: Observer | None,
+    store: RunStore,
+) -> tuple[StepRecord, DeltaFlowError | None]:
+    record = StepRecord(
+        resources.run_id,
+        step.step_id,
+        step.type,
+        "running",
+        position,
+        started_at=_now(),
+        write_mode=step.destination.write_mode,
+    )
+    store.save_step(record)
+    started = time.monotonic()
+    error: DeltaFlowError | None = None
+    try:
+        outcome = STEP_RUNNERS[step.type](step, loaded, resources, observer)
+        record.status = "succeeded"
+        record.stream, record.destination = outcome.stream, outcome.destination
+        record.rows_read, record.rows_loaded = outcome.rows_read, outcome.rows_loaded
+        record.table_rows, record.details = outcome.table_rows, outcome.details
+    except DeltaFlowError as exc:
+        error = exc
+    except Exception as exc:  # an unexpected error still fails only this run, recorded
+        log.debug("step %s failed", step.step_id, exc_info=True)
+        error = StepFailedError(
+            f"{type(exc).__name__}: {exc}",
+            code="INTERNAL_ERROR",
+            hint="this is unexpected; rerun with --verbose and report it",
+        )
+    if error is not None:
+        record.status = "failed"
+        record.error_code, record.error_message = error.code, redact(str(error))
+    record.ended_at, record.duration_s = _now(), round(time.monotonic() - started, 3)
+    store.save_step(record)
+    return record, error
+
+
+def _finish(result: RunResult, steps: Sequence[SyncStep], started: float, store: RunStore) -> None:
+    run = result.run
+    done = {s.step_id for s in result.steps}
+    for position, step in enumerate(steps):
+        if step.step_id not in done:
+            skipped = StepRecord(run.run_id, step.step_id, step.type, "skipped", position)
+            result.steps.append(skipped)
+            store.save_step(skipped)
+    run.status = (
+        "succeeded"
+        if result.error is None
+        else ("cancelled" if result.error.code == "RUN_CANCELLED" else "failed")
+    )
+    if result.error is not None:
+        run.error_code, run.error_message = result.error.code, redact(str(result.error))
+    run.rows_read = sum(s.rows_read or 0 for s in result.steps)
+    run.rows_loaded = sum(s.rows_loaded or 0 for s in result.steps)
+    run.ended_at, run.duration_s = _now(), round(time.monotonic() - started, 3)
+    store.save_run(run)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")

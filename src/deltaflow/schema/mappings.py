@@ -1,0 +1,145 @@
+"""Logical type -> engine column type, one table per engine.
+
+A table maps a logical kind to a type name, or to a function for the parametrised kinds
+(decimal, timestamp, list, struct). Adding an engine is adding a table here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Literal
+
+from deltaflow.errors import UnsupportedTypeError
+from deltaflow.schema.types import LogicalType, to_arrow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+Rule = str | Callable[[LogicalType, "TypeMapper"], str]
+
+
+class TypeMapper:
+    """Renders logical types as column types of one engine, from its table."""
+
+    def __init__(self, engine: str, table: Mapping[str, Rule], quote: Callable[[str], str]):
+        self.engine = engine
+        self.table = table
+        self.quote = quote
+
+    def __call__(self, logical: LogicalType) -> str:
+        rule = self.table.get(logical.kind)
+        if rule is None:
+            raise UnsupportedTypeError(
+                f"{self.engine} has no column type for logical type '{logical}'",
+                hint=f"cast the column in the source; {self.engine} supports: "
+                f"{', '.join(sorted(self.table))}",
+            )
+        return rule if isinstance(rule, str) else rule(logical, self)
+
+
+def quote_double(identifier: str) -> str:
+    """A double-quoted SQL identifier; embedded quotes are doubled, so names cannot inject."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _decimal(t: LogicalType, m: TypeMapper) -> str:
+    precision, scale = t.precision or 38, t.scale or 0
+    if precision > 38:
+        return "VARCHAR"  # DuckDB decimals stop at 38 digits; keep the exact text
+    return f"DECIMAL({precision},{scale})"
+
+
+def _duckdb_timestamp(t: LogicalType, m: TypeMapper) -> str:
+    if t.tz:
+        return "TIMESTAMPTZ"
+    return {"s": "TIMESTAMP_S", "ms": "TIMESTAMP_MS", "ns": "TIMESTAMP_NS"}.get(
+        t.unit or "us", "TIMESTAMP"
+    )
+
+
+def _duckdb_list(t: LogicalType, m: TypeMapper) -> str:
+    assert t.item is not None
+    return f"{m(t.item)}[]"
+
+
+def _duckdb_struct(t: LogicalType, m: TypeMapper) -> str:
+    return "STRUCT(" + ", ".join(f"{m.quote(c.name)} {m(c.type)}" for c in t.fields) + ")"
+
+
+DUCKDB_TYPES: dict[str, Rule] = {
+    "null": "INTEGER",  # an all-NULL column; widened when real values arrive
+    "boolean": "BOOLEAN",
+    "int8": "TINYINT",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "uint8": "UTINYINT",
+    "uint16": "USMALLINT",
+    "uint32": "UINTEGER",
+    "uint64": "UBIGINT",
+    "float32": "REAL",
+    "float64": "DOUBLE",
+    "decimal": _decimal,
+    "string": "VARCHAR",
+    "binary": "BLOB",
+    "date": "DATE",
+    "time": "TIME",
+    "timestamp": _duckdb_timestamp,
+    "interval": "INTERVAL",
+    "json": "JSON",
+    "uuid": "UUID",
+    "list": _duckdb_list,
+    "struct": _duckdb_struct,
+}
+
+#: How each logical type is stored in Parquet: "native" keeps its Arrow type, "text"
+#: writes its canonical string form. Kinds missing here cannot be written to Parquet.
+PARQUET_TYPES: dict[str, Literal["native", "text"]] = {
+    "null": "native",
+    "boolean": "native",
+    "int8": "native",
+    "int16": "native",
+    "int32": "native",
+    "int64": "native",
+    "uint8": "native",
+    "uint16": "native",
+    "uint32": "native",
+    "uint64": "native",
+    "float32": "native",
+    "float64": "native",
+    "decimal": "native",
+    "string": "native",
+    "binary": "native",
+    "date": "native",
+    "time": "native",
+    "timestamp": "native",
+    "json": "text",
+    "uuid": "text",
+    "list": "native",
+    "struct": "native",
+}
+
+
+def parquet_type(logical: LogicalType) -> pa.DataType:
+    """The Arrow type a logical type is written to Parquet as (see PARQUET_TYPES)."""
+    import pyarrow as pa
+
+    rule = PARQUET_TYPES.get(logical.kind)
+    if rule is None:
+        raise UnsupportedTypeError(
+            f"Parquet cannot store logical type '{logical}'",
+            hint="cast the column to a string in the source query",
+        )
+    if rule == "text":
+        return pa.string()
+    if logical.kind == "list":
+        assert logical.item is not None
+        return pa.list_(parquet_type(logical.item))
+    if logical.kind == "struct":
+        return pa.struct(
+            [pa.field(c.name, parquet_type(c.type), c.nullable) for c in logical.fields]
+        )
+    return to_arrow(logical)
+
+
+duckdb_type = TypeMapper("DuckDB", DUCKDB_TYPES, quote_double)

@@ -1,0 +1,1 @@
+"""Sync steps: move one stream from a source to a destination."""
