@@ -20,7 +20,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from deltaflow.config import secrets, variables
 from deltaflow.config._yaml import Document, format_path, parse
 from deltaflow.config.connections import CONNECTION_MODELS, Connection, ConnectionBase
-from deltaflow.config.models import STEP_TYPES, Pipeline, Step, SyncStep
+from deltaflow.config.models import STEP_TYPES, DestinationSpec, Pipeline, SourceSpec
 from deltaflow.errors import (
     ConfigValidationError,
     Diagnostic,
@@ -43,13 +43,9 @@ class RunContext:
     run_date: dt.date | None = None
 
     def variables(self) -> dict[str, str]:
-        date = self.run_date or self.started_at.date()
-        return {
-            "tenant_id": self.tenant_id,
-            "run_id": self.run_id,
-            "run_date": self.started_at.isoformat(timespec="seconds"),
-            "date": date.isoformat(),
-        }
+        """``tenant_id``, ``run_id``, and ``run_date`` and ``date``: the run's ISO date."""
+        date = (self.run_date or self.started_at.date()).isoformat()
+        return {"tenant_id": self.tenant_id, "run_id": self.run_id, "run_date": date, "date": date}
 
 
 @dataclass(frozen=True)
@@ -68,7 +64,7 @@ class LoadedPipeline:
 def find_pipeline(name_or_path: str, configs: Path | None = None) -> Path:
     """A pipeline file by path, or by id: ``orders`` finds ``**/orders.yml`` under configs."""
     candidate = Path(name_or_path)
-    if candidate.suffix in (".yml", ".yaml") or candidate.exists():
+    if candidate.suffix in (".yml", ".yaml") or candidate.is_file():
         if candidate.is_file():
             return candidate
         raise PipelineNotFoundError(
@@ -77,10 +73,7 @@ def find_pipeline(name_or_path: str, configs: Path | None = None) -> Path:
         )
     root = configs or (Path("configs") if Path("configs").is_dir() else Path("."))
     matches = sorted(
-        p
-        for ext in ("yml", "yaml")
-        for p in root.glob(f"**/{name_or_path}.{ext}")
-        if ".venv" not in p.parts
+        p for ext in ("yml", "yaml") for p in root.glob(f"**/{name_or_path}.{ext}") if _kept(p)
     )
     if len(matches) == 1:
         return matches[0]
@@ -90,11 +83,36 @@ def find_pipeline(name_or_path: str, configs: Path | None = None) -> Path:
             f"pipeline id '{name_or_path}' matches {len(matches)} files: {listed}",
             hint="pass the file path instead of the id",
         )
-    known = sorted({p.stem for ext in ("yml", "yaml") for p in root.glob(f"**/*.{ext}")})
+    known = sorted(
+        {p.stem for ext in ("yml", "yaml") for p in root.glob(f"**/*.{ext}") if _kept(p)}
+    )
     raise PipelineNotFoundError(
         f"no pipeline '{name_or_path}' under '{root}'.{did_you_mean(name_or_path, known)}",
         hint=f"pass a path, or --configs DIR (pipelines there: {', '.join(known) or 'none'})",
     )
+
+
+def _kept(path: Path) -> bool:
+    """Files inside a virtualenv are never pipelines."""
+    return path.is_file() and ".venv" not in path.parts
+
+
+def _read(path: Path) -> str:
+    """The text of a pipeline file; a file that cannot be read is one diagnostic."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = (
+            (exc.strerror or str(exc))
+            if isinstance(exc, OSError)
+            else f"not UTF-8 text ({exc.reason})"
+        )
+        diagnostic = Diagnostic(
+            f"cannot read file: {reason}",
+            file=str(path),
+            hint="pass an existing, readable pipeline file saved as UTF-8",
+        )
+        raise ConfigValidationError([diagnostic]) from None
 
 
 def load_pipeline(
@@ -107,7 +125,7 @@ def load_pipeline(
 ) -> LoadedPipeline:
     """Find, read and validate a pipeline file; raise ConfigValidationError listing all problems."""
     path = find_pipeline(str(name_or_path), configs)
-    doc = parse(path.read_text(), str(path))
+    doc = parse(_read(path), str(path))
     return build(
         doc,
         base_dir=path.parent,
@@ -118,18 +136,16 @@ def load_pipeline(
 
 
 def validate_file(path: Path, cli_vars: Mapping[str, str] | None = None) -> list[Diagnostic]:
-    """Every problem in one file, without running anything (secrets stay unresolved)."""
+    """Every problem in one file, without running anything.
+
+    Secrets stay unresolved, so a value that is a ``${env:..}`` reference is not checked.
+    """
     try:
-        text = path.read_text()
-    except OSError as exc:
-        return [Diagnostic(f"cannot read file: {exc.strerror}", file=str(path))]
-    try:
-        build(
-            parse(text, str(path)), base_dir=path.parent, cli_vars=cli_vars, resolve_secrets=False
-        )
+        doc = parse(_read(path), str(path))
+        report, _, _ = _check(doc, path.parent, cli_vars, None, resolve_secrets=False)
     except ConfigValidationError as exc:
         return exc.diagnostics
-    return []
+    return report.problems
 
 
 # --------------------------------------------------------------------------- building
@@ -144,29 +160,53 @@ def build(
     resolve_secrets: bool = True,
 ) -> LoadedPipeline:
     """Resolve variables (and secrets), validate, and cross-check a parsed document."""
+    report, pipeline, values = _check(doc, base_dir, cli_vars, context, resolve_secrets)
+    if report.problems:
+        raise ConfigValidationError(report.problems)
+    if pipeline is None:  # only values that are unresolved secret references are wrong
+        raise ConfigValidationError(
+            report.deferred or [Diagnostic("the pipeline is not valid", file=doc.file)]
+        )
+    return LoadedPipeline(pipeline, doc.file, base_dir, values)
+
+
+def _check(
+    doc: Document,
+    base_dir: Path,
+    cli_vars: Mapping[str, str] | None,
+    context: RunContext | None,
+    resolve_secrets: bool,
+) -> tuple[_Report, Pipeline | None, dict[str, Any]]:
+    """What :func:`build` does, short of raising; raises only when nothing can be checked."""
     report = _Report(doc)
     report.problems.extend(doc.problems)
     data = doc.data
     if doc.problems and data is None:
         raise ConfigValidationError(report.problems)
     if not isinstance(data, dict):
+        found = "an empty file" if data is None else _KINDS.get(type(data), "a plain value")
         report.add(
             (),
-            "a pipeline file must be a mapping with pipeline_id and steps",
-            "start the file with 'pipeline_id: my_pipeline'",
+            f"a pipeline file must be a mapping with pipeline_id and steps, not {found}",
+            "start the file with 'pipeline_id: my_pipeline', then 'steps:'",
+            line=doc.line_of(()) or 1,
         )
         raise ConfigValidationError(report.problems)
     _check_types(data, report)
     rendered, values = _render(data, context or RunContext(), dict(cli_vars or {}), report)
     _check_secrets(rendered, report)
     if resolve_secrets and not report.problems:
-        rendered = secrets.resolve_tree(rendered, base_dir, lambda e: report.add((), str(e)))
+        rendered = secrets.resolve_tree(
+            rendered, base_dir, lambda loc, e: report.add(loc, e.message, e.hint, flag=True)
+        )
+    else:
+        _mark_references(rendered, report)  # their values are unknown: checking them is moot
     pipeline = _validate(rendered, report)
-    _cross_check(*_valid_parts(rendered), report)
-    if report.problems:
-        raise ConfigValidationError(report.problems)
-    assert pipeline is not None
-    return LoadedPipeline(pipeline, doc.file, base_dir, values)
+    _cross_check(rendered, _connections(rendered), report)
+    return report, pipeline, values
+
+
+_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
 
 class _Report:
@@ -174,18 +214,35 @@ class _Report:
         self.doc = doc
         self.problems: list[Diagnostic] = []
         self.seen: set[tuple[Loc, str]] = set()
+        self.flagged: set[Loc] = set()
+        """Values whose variables or secrets did not resolve: their validation is moot."""
+        self.unresolved: set[Loc] = set()
+        """Values that are secret references, left unresolved."""
+        self.deferred: list[Diagnostic] = []
+        """Problems with those values: moot unless the pipeline must be built regardless."""
 
-    def add(self, loc: Loc, message: str, hint: str | None = None) -> None:
+    def add(
+        self,
+        loc: Loc,
+        message: str,
+        hint: str | None = None,
+        *,
+        line: int | None = None,
+        flag: bool = False,
+    ) -> None:
+        if flag:
+            self.flagged.add(loc)
         if (loc, message) in self.seen:
             return
         self.seen.add((loc, message))
-        self.problems.append(
+        found = self.deferred if loc in self.unresolved else self.problems
+        found.append(
             Diagnostic(
-                message,
+                secrets.redact(message),  # a value may be a resolved secret
                 path=format_path(loc),
                 file=self.doc.file,
-                line=self.doc.line_of(loc),
-                hint=hint,
+                line=line or self.doc.line_of(loc),
+                hint=secrets.redact(hint) if hint else hint,
             )
         )
 
@@ -211,7 +268,7 @@ def _check_tag(
     tag = item.get("type")
     if tag is None:
         report.add(loc, f"{what} has no 'type'", f"add 'type:' with one of: {valid}")
-    elif tag not in choices:
+    elif not isinstance(tag, str) or tag not in choices:
         report.add(
             (*loc, "type"),
             f"unknown {what} type '{tag}'.{did_you_mean(str(tag), choices)}",
@@ -223,18 +280,29 @@ def _render(
     data: dict[str, Any], context: RunContext, cli: dict[str, str], report: _Report
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     def on_error(loc: Loc, exc: VariableError) -> None:
-        report.add(loc, exc.message, exc.hint)
+        report.add(loc, exc.message, exc.hint, flag=True)
+
+    def ignore(loc: Loc, exc: VariableError) -> None:
+        pass
 
     own = _mapping(data.get("variables"))
-    pipeline_vars = {**variables.layer(context.variables(), own, on_error, ("variables",)), **cli}
+    base = context.variables()
     raw_id = data.get("pipeline_id")
+    pipeline_id = None
     if isinstance(raw_id, str):
-        pipeline_vars["pipeline_id"] = variables.render_tree(
-            raw_id, pipeline_vars, on_error, ("pipeline_id",)
-        )
+        # The id may use the context, the pipeline's variables and --var; once rendered,
+        # the pipeline's variables may use {pipeline_id} in turn.
+        draft = {**variables.layer(base, own, ignore, ("variables",)), **cli}
+        pipeline_id = variables.render_tree(raw_id, draft, on_error, ("pipeline_id",))
+        base["pipeline_id"] = pipeline_id
+    pipeline_vars = {**variables.layer(base, own, on_error, ("variables",)), **cli}
+    if pipeline_id is not None:
+        pipeline_vars["pipeline_id"] = pipeline_id  # always the id of the pipeline itself
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if key == "steps" and isinstance(value, list):
+        if key == "pipeline_id" and pipeline_id is not None:
+            out[key] = pipeline_id
+        elif key == "steps" and isinstance(value, list):
             out[key] = [
                 _render_step(s, i, pipeline_vars, cli, on_error) for i, s in enumerate(value)
             ]
@@ -271,10 +339,26 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+_SECRET_HINT = (
+    f"valid providers: {', '.join(secrets.PROVIDERS)}; write ${{env:NAME}} or ${{file:path}}"
+)
+
+
+def _mark_references(value: Any, report: _Report, loc: Loc = ()) -> None:
+    if isinstance(value, str) and secrets.has_reference(value):
+        report.unresolved.add(loc)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _mark_references(item, report, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _mark_references(item, report, (*loc, index))
+
+
 def _check_secrets(value: Any, report: _Report, loc: Loc = ()) -> None:
     if isinstance(value, str):
         for problem in secrets.check(value):
-            report.add(loc, problem, "write ${env:NAME} or ${file:path}")
+            report.add(loc, problem, _SECRET_HINT, flag=True)
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_secrets(item, report, (*loc, key))
@@ -302,7 +386,18 @@ def _report_pydantic(error: Any, data: Any, report: _Report) -> None:
         loc and loc[-1] == "type" and kind == "literal_error"
     ):
         return  # reported by _check_types with 'did you mean'
-    if kind == "extra_forbidden":
+    if loc in report.flagged:
+        return  # holds an unresolved {variable} or secret, reported already
+    if (loc and loc[-1] == "[key]") or kind == "invalid_key":
+        loc = loc[:-1] if loc and loc[-1] == "[key]" else loc
+        report.add(
+            (*loc[:-1], str(value)),  # shown as a key, not as a list index
+            f"key {value!r} is not a string",
+            "put the key in quotes: YAML reads unquoted 1, yes, no, on, off and dates "
+            "as numbers, booleans and dates",
+            line=report.doc.line_of(loc),
+        )
+    elif kind == "extra_forbidden":
         allowed = _fields_at(loc[:-1], data)
         report.add(
             loc,
@@ -325,14 +420,26 @@ def _report_pydantic(error: Any, data: Any, report: _Report) -> None:
         )
     else:
         shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-        report.add(loc, f"{error['msg'][0].lower()}{error['msg'][1:]}{shown}", _hint_for(kind))
+        message = f"{error['msg'][0].lower()}{error['msg'][1:]}{shown}"
+        report.add(loc, message, _hint_for(kind, error.get("ctx") or {}, value))
 
 
-def _hint_for(kind: str) -> str | None:
+_PATTERN_HINTS = {
+    r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$": "use letters, digits, '_', '-' and '.' only, "
+    "starting with a letter, digit or '_'",
+    r"^[A-Za-z_][A-Za-z0-9_]*$": "use letters, digits and '_' only, starting with a letter or '_'",
+    r"^\d+(\.\d+)?\s*[KMGT]i?B$": "write a size such as '512MB', '1GB' or '2GiB'",
+}
+
+
+def _hint_for(kind: str, ctx: Mapping[str, Any], value: Any) -> str | None:
     if kind.endswith(("_type", "_parsing")):
         return "write a value of the expected type"
     if kind == "string_pattern_mismatch":
-        return "use letters, digits, '_', '-' and '.' only, starting with a letter or digit"
+        pattern = str(ctx.get("pattern", ""))
+        return _PATTERN_HINTS.get(pattern, f"write a value matching {pattern}")
+    if kind == "too_short" and isinstance(value, list):
+        return f"add at least {ctx.get('min_length', 1)} item(s)"
     if kind in ("greater_than_equal", "less_than_equal", "too_short", "too_long"):
         return "pick a value inside the allowed range"
     return None
@@ -404,48 +511,59 @@ def _unwrap(annotation: Any, data: Any) -> Any:
 
 
 _CONNECTION = TypeAdapter(Connection)
-_STEP = TypeAdapter(Step)
+_SPECS: dict[str, type[BaseModel]] = {"source": SourceSpec, "destination": DestinationSpec}
 
 
-def _valid_parts(data: dict[str, Any]) -> tuple[_Connections, list[tuple[int, SyncStep]]]:
-    """The connections and steps that are valid on their own, for the cross checks."""
-    raw = _mapping(data.get("connections"))
+def _connections(data: dict[str, Any]) -> _Connections:
+    """Every defined connection: its model when it is valid on its own, else None."""
     connections: _Connections = {}
-    for name, value in raw.items():
+    for name, value in _mapping(data.get("connections")).items():
         try:
             connections[str(name)] = _CONNECTION.validate_python(value)
         except ValidationError:
             connections[str(name)] = None  # defined, but reported already
-    steps = []
-    for index, value in enumerate(data.get("steps") or []):
-        try:
-            steps.append((index, _STEP.validate_python(value)))
-        except ValidationError:
-            continue
-    return connections, steps
+    return connections
 
 
-def _cross_check(
-    connections: _Connections, steps: list[tuple[int, SyncStep]], report: _Report
-) -> None:
+def _cross_check(data: dict[str, Any], connections: _Connections, report: _Report) -> None:
+    """Checks across keys: unique step ids, connection references, options per type.
+
+    They run on the raw steps, so a step with some other mistake is still checked.
+    """
+    steps = data.get("steps")
+    if not isinstance(steps, list):
+        return
     seen: dict[str, int] = {}
-    for index, step in steps:
-        if step.step_id in seen:
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        step_id = step.get("step_id")
+        if isinstance(step_id, str) and step_id in seen:
             report.add(
                 ("steps", index, "step_id"),
-                f"duplicate step_id '{step.step_id}' (also steps[{seen[step.step_id]}])",
+                f"duplicate step_id '{step_id}' (also steps[{seen[step_id]}])",
                 "give every step a unique step_id",
             )
-        seen.setdefault(step.step_id, index)
-        _check_sync(connections, step, ("steps", index), report)
+        if isinstance(step_id, str):
+            seen.setdefault(step_id, index)
+        if step.get("type") in STEP_TYPES:
+            _check_sync(connections, step, ("steps", index), report)
 
 
-def _check_sync(connections: _Connections, step: SyncStep, loc: Loc, report: _Report) -> None:
-    for role in ("source", "destination"):
-        spec = getattr(step, role)
-        conn = _connection(connections, spec.connection, (*loc, role, "connection"), report)
+def _check_sync(connections: _Connections, step: dict[str, Any], loc: Loc, report: _Report) -> None:
+    for role, model in _SPECS.items():
+        raw = step.get(role)
+        name = raw.get("connection") if isinstance(raw, dict) else None
+        if not isinstance(name, str):
+            continue  # missing or not a name: reported by the model validation
+        conn = _connection(connections, name, (*loc, role, "connection"), report)
+        try:
+            spec = model.model_validate(raw)
+        except ValidationError:
+            continue  # reported by the model validation; what follows would be noise
         if conn is None:
             continue
+        assert isinstance(spec, SourceSpec | DestinationSpec)
         allowed = conn.source_options if role == "source" else conn.destination_options
         given = spec.model_fields_set - {"connection"}
         for option in sorted(given - allowed):
@@ -463,8 +581,8 @@ def _check_sync(connections: _Connections, step: SyncStep, loc: Loc, report: _Re
                     f"a {conn.kind} {role} needs {keys}",
                     f"add {keys} under {format_path((*loc, role))}",
                 )
-        if role == "destination":
-            _check_write_mode(step, conn, (*loc, role), report)
+        if isinstance(spec, DestinationSpec):
+            _check_write_mode(spec, conn, (*loc, role), report)
 
 
 def _connection(
@@ -481,15 +599,17 @@ def _connection(
     return conn
 
 
-def _check_write_mode(step: SyncStep, conn: ConnectionBase, loc: Loc, report: _Report) -> None:
-    dest = step.destination
+def _check_write_mode(
+    dest: DestinationSpec, conn: ConnectionBase, loc: Loc, report: _Report
+) -> None:
     if dest.write_mode not in conn.write_modes:
         report.add(
             (*loc, "write_mode"),
             f"write_mode '{dest.write_mode}' is not supported by a {conn.kind} destination",
             f"use one of: {', '.join(conn.write_modes)}",
         )
-    if dest.write_mode == "merge" and not dest.primary_key:
+    elif dest.write_mode == "merge" and not dest.primary_key:
+        # (not where merge is unsupported: the advice would contradict the line above)
         report.add(
             (*loc, "write_mode"),
             "write_mode 'merge' needs a primary_key",

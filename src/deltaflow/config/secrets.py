@@ -51,7 +51,7 @@ def check(text: str) -> list[str]:
         if provider not in PROVIDERS:
             problems.append(
                 f"unknown secret provider '{provider}' in '${{{provider}:{name}}}'."
-                f"{did_you_mean(provider, PROVIDERS)} Valid providers: {', '.join(PROVIDERS)}"
+                f"{did_you_mean(provider, PROVIDERS)}"
             )
         elif not name.strip():
             problems.append(f"secret reference '${{{provider}:}}' names nothing")
@@ -69,17 +69,23 @@ def resolve(text: str, base_dir: Path) -> str:
     return _REFERENCE.sub(substitute, text)
 
 
-def resolve_tree(value: Any, base_dir: Path, on_error: Callable[[SecretError], None]) -> Any:
+def resolve_tree(
+    value: Any,
+    base_dir: Path,
+    on_error: Callable[[tuple[str | int, ...], SecretError], None],
+    path: tuple[str | int, ...] = (),
+) -> Any:
+    """Resolve every reference inside dicts and lists; errors go to ``on_error`` with their path."""
     if isinstance(value, str):
         try:
             return resolve(value, base_dir)
         except SecretError as exc:
-            on_error(exc)
+            on_error(path, exc)
             return value
     if isinstance(value, dict):
-        return {k: resolve_tree(v, base_dir, on_error) for k, v in value.items()}
+        return {k: resolve_tree(v, base_dir, on_error, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve_tree(v, base_dir, on_error) for v in value]
+        return [resolve_tree(v, base_dir, on_error, (*path, i)) for i, v in enumerate(value)]
     return value
 
 

@@ -1,7 +1,8 @@
 """``{name}`` variables in pipeline files.
 
 Layers, later wins: run context (``tenant_id``, ``pipeline_id``, ``run_id``, ``run_date``,
-``date``), pipeline ``variables``, step ``variables``, CLI ``--var name=value``.
+``date``), pipeline ``variables``, step ``variables``, CLI ``--var name=value``. A pipeline
+or step variable may use the layers below it and the variables above it in its own layer.
 ``{{`` and ``}}`` stand for literal braces. ``{start_timestamp}`` and ``{end_timestamp}``
 are left in place: the incremental window fills them in when a step runs.
 """
@@ -38,7 +39,8 @@ def render(text: str, variables: Mapping[str, Any]) -> str:
         known = sorted(variables)
         raise VariableError(
             f"unresolved variable '{{{name}}}'.{did_you_mean(name, known)}",
-            hint=f"define '{name}' under 'variables:' or pass --var {name}=VALUE "
+            hint=f"define '{name}' under 'variables:' (above any variable that uses it) "
+            f"or pass --var {name}=VALUE "
             f"(defined here: {', '.join(known) or 'none'}); write '{{{{' for a literal brace",
         )
 
@@ -71,9 +73,11 @@ def layer(
     on_error: Callable[[tuple[str | int, ...], VariableError], None],
     path: tuple[str | int, ...],
 ) -> dict[str, Any]:
-    """``base`` overlaid with ``own``, whose string values may use the names in ``base``."""
-    rendered = render_tree(dict(own), base, on_error, path)
-    return {**base, **rendered}
+    """``base`` overlaid with ``own``; a value may use the names in ``base`` and those above it."""
+    out = dict(base)
+    for name, value in own.items():
+        out[name] = render_tree(value, out, on_error, (*path, name))
+    return out
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
