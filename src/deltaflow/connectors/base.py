@@ -74,3 +74,23 @@ class RunResources:
         while self.closers:
             self.closers.pop()()
         self.handles.clear()
+
+
+def relay_failures(
+    batches: pa.RecordBatchReader, failures: list[BaseException]
+) -> pa.RecordBatchReader:
+    """``batches``, noting in ``failures`` the exception it raises.
+
+    A database that scans a reader reports a failing reader as its own error; with the
+    original noted, a destination re-raises the source's error rather than a vague one.
+    """
+    import pyarrow as pa
+
+    def relay() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from batches
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+
+    return pa.RecordBatchReader.from_batches(batches.schema, relay())

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from deltaflow.connectors.base import LoadResult, RunResources, Split
+from deltaflow.connectors.base import LoadResult, RunResources, Split, relay_failures
 from deltaflow.errors import DestinationError, LoadError, SchemaError, SourceError
 from deltaflow.schema.mappings import duckdb_type, quote_double
 from deltaflow.schema.types import TableSchema
@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 
 STAGING_PREFIX = "__deltaflow_"
 
+#: Rows per INSERT statement. DuckDB keeps a statement's Arrow input alive until the
+#: statement ends, so one statement per load would hold the whole load in memory; chunks
+#: of this size keep memory flat. All chunks of a load share one transaction.
+INSERT_CHUNK_ROWS = 1 << 20
+
 
 def connect(conn: DuckDBConnection, resources: RunResources) -> duckdb.DuckDBPyConnection:
     """The run's connection to this database file, opened once and shared."""
@@ -40,7 +45,9 @@ def connect(conn: DuckDBConnection, resources: RunResources) -> duckdb.DuckDBPyC
     if key not in resources.handles:
         if path != ":memory:":
             resources.resolve(conn.path).parent.mkdir(parents=True, exist_ok=True)
-        config: dict[str, Any] = {}
+        # Without this, a missing table name is looked up among the calling Python frames'
+        # variables (DuckDB's replacement scans) instead of failing as a missing table.
+        config: dict[str, Any] = {"python_enable_replacements": False}
         if conn.memory_limit:
             config["memory_limit"] = conn.memory_limit
         if conn.threads:
@@ -87,27 +94,40 @@ class DuckDBSource:
     def sql(self) -> str:
         spec = self.spec
         if spec.query:
-            return spec.query
+            return spec.query.strip().rstrip(";").rstrip()  # it is wrapped in a subquery
         assert spec.table is not None
         cols = ", ".join(quote_double(c) for c in spec.columns) if spec.columns else "*"
         where = f" WHERE {spec.where}" if spec.where else ""
         return f"SELECT {cols} FROM {quoted(*qualified(spec.table))}{where}"
 
     def discover(self) -> TableSchema:
-        reader = self._execute(f"SELECT * FROM ({self.sql()}) LIMIT 0")
-        return TableSchema.from_arrow(reader.schema, self._primary_key())
+        # Newlines: a query ending in a -- comment must not comment out the ')'.
+        reader = self._execute(f"SELECT * FROM (\n{self.sql()}\n) LIMIT 0")
+        # The key spelled as the stream spells it; none when 'columns' left part of it out.
+        names = {name.lower(): name for name in reader.schema.names}
+        key = tuple(names.get(k.lower(), "") for k in self._primary_key())
+        return TableSchema.from_arrow(reader.schema, key if all(key) else ())
 
     def splits(self) -> list[Split]:
         return [Split(0)]
 
     def read(self, split: Split) -> Iterator[pa.RecordBatch]:
-        yield from self._execute(self.sql())
+        import duckdb
+
+        reader = self._execute(self.sql())
+        try:
+            yield from reader
+        except (OSError, duckdb.Error) as exc:  # errors while streaming reach us as OSError
+            raise SourceError(
+                f"DuckDB source '{self.name}' failed while reading: {exc}",
+                hint="check the SQL and the values it converts",
+            ) from exc
 
     def _execute(self, sql: str) -> pa.RecordBatchReader:
         import duckdb
 
         try:
-            return self.db.cursor().execute(sql).to_arrow_reader(self.batch_size)
+            return self.db.cursor().sql(sql).to_arrow_reader(self.batch_size)
         except duckdb.Error as exc:
             raise SourceError(
                 f"DuckDB source '{self.name}' failed: {exc}",
@@ -122,7 +142,8 @@ class DuckDBSource:
             self.db.cursor()
             .execute(
                 "SELECT constraint_column_names FROM duckdb_constraints() "
-                "WHERE schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+                "WHERE lower(schema_name) = lower(?) AND lower(table_name) = lower(?) "
+                "AND constraint_type = 'PRIMARY KEY'",
                 [schema, table],
             )
             .fetchall()
@@ -146,7 +167,8 @@ class DuckDBDestination:
             self.db.cursor()
             .execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                "WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?) "
+                "ORDER BY ordinal_position",
                 [self.schema_name, self.table],
             )
             .fetchall()
@@ -161,8 +183,9 @@ class DuckDBDestination:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_double(self.schema_name)}")
             cur.execute(self._create_sql(self.target, schema))
             return
+        present = {name.lower() for name in existing}  # DuckDB names are case-insensitive
         for column in schema.columns:
-            if column.name not in existing:
+            if column.name.lower() not in present:
                 cur.execute(
                     f"ALTER TABLE {self.target} ADD COLUMN "
                     f"{quote_double(column.name)} {duckdb_type(column.type)}"
@@ -174,23 +197,23 @@ class DuckDBDestination:
         import duckdb
 
         cur = self.db.cursor()
-        view = f"{STAGING_PREFIX}src_{uuid.uuid4().hex[:12]}"
-        cur.register(view, batches)
+        upstream: list[BaseException] = []
+        scannable = relay_failures(_scannable(batches), upstream)
         cur.execute("BEGIN TRANSACTION")
         try:
             incoming = TableSchema.from_arrow(batches.schema)
-            details = _APPLY[write_mode](self, cur, view, incoming, primary_key)
+            details = _APPLY[write_mode](self, cur, scannable, incoming, primary_key)
             cur.execute("COMMIT")
         except BaseException as exc:
             cur.execute("ROLLBACK")
+            if upstream:  # the batches failed (e.g. a source error): DuckDB only relayed it
+                raise upstream[0] from None
             if isinstance(exc, duckdb.Error):
                 raise LoadError(
                     f"loading into DuckDB table {self.name} failed: {exc}",
                     hint="check that the source columns fit the table's types",
                 ) from exc
             raise
-        finally:
-            cur.unregister(view)
         (count,) = cur.execute(f"SELECT count(*) FROM {self.target}").fetchone() or (0,)
         return LoadResult(details.pop("rows_loaded"), int(count), details)
 
@@ -199,37 +222,44 @@ class DuckDBDestination:
     def _append(
         self,
         cur: duckdb.DuckDBPyConnection,
-        view: str,
+        batches: pa.RecordBatchReader,
         incoming: TableSchema,
         primary_key: tuple[str, ...],
     ) -> dict[str, int]:
-        return {"rows_loaded": self._insert(cur, self.target, view)}
+        return {"rows_loaded": self._insert(cur, self.target, batches)}
 
     def _replace(
         self,
         cur: duckdb.DuckDBPyConnection,
-        view: str,
+        batches: pa.RecordBatchReader,
         incoming: TableSchema,
         primary_key: tuple[str, ...],
     ) -> dict[str, int]:
         staged = self._staging_table()
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_double(self.schema_name)}")
         cur.execute(self._create_sql(staged, incoming))
-        rows = self._insert(cur, staged, view)
-        cur.execute(f"DROP TABLE {self.target}")
+        rows = self._insert(cur, staged, batches)
+        cur.execute(f"DROP TABLE IF EXISTS {self.target}")  # absent when prepare was skipped
         cur.execute(f"ALTER TABLE {staged} RENAME TO {quote_double(self.table)}")
         return {"rows_loaded": rows}
 
     def _merge(
         self,
         cur: duckdb.DuckDBPyConnection,
-        view: str,
+        batches: pa.RecordBatchReader,
         incoming: TableSchema,
         primary_key: tuple[str, ...],
     ) -> dict[str, int]:
+        if not primary_key:
+            raise LoadError(
+                f"write_mode merge into {self.name} needs a primary key",
+                hint="set destination.primary_key, or use write_mode append or replace",
+                code="LOAD_NO_PRIMARY_KEY",
+            )
         staged = self._staging_table()
         keys = ", ".join(quote_double(k) for k in primary_key)
         cur.execute(f"CREATE TABLE {staged} AS SELECT * FROM {self.target} LIMIT 0")
-        staged_rows = self._insert(cur, staged, view)
+        staged_rows = self._insert(cur, staged, batches)
         nulls = _scalar(
             cur,
             f"SELECT count(*) FROM {staged} WHERE "
@@ -241,18 +271,25 @@ class DuckDBDestination:
                 hint="merge needs a complete primary key; filter or fix those rows",
                 code="LOAD_NULL_PRIMARY_KEY",
             )
+        # Keep the last row of each key (rowid follows arrival order), then swap the keys.
+        cur.execute(
+            f"DELETE FROM {staged} WHERE rowid NOT IN "
+            f"(SELECT max(rowid) FROM {staged} GROUP BY {keys})"
+        )
+        distinct = _scalar(cur, f"SELECT count(*) FROM {staged}")
         match = " AND ".join(f"t.{quote_double(k)} = s.{quote_double(k)}" for k in primary_key)
-        deduped = (
-            f"SELECT * FROM {staged} QUALIFY row_number() OVER "
-            f"(PARTITION BY {keys} ORDER BY rowid DESC) = 1"
-        )
+        exists = f"EXISTS (SELECT 1 FROM {staged} s WHERE {match})"
+        # Keys of this load that already exist, counted once each (even if the table holds
+        # a key twice after earlier appends).
         updated = _scalar(
-            cur, f"SELECT count(*) FROM {self.target} t SEMI JOIN ({deduped}) s ON {match}"
+            cur,
+            f"SELECT count(*) FROM {staged} s WHERE EXISTS "
+            f"(SELECT 1 FROM {self.target} t WHERE {match})",
         )
-        cur.execute(f"DELETE FROM {self.target} t USING ({deduped}) s WHERE {match}")
-        inserted = _scalar(cur, f"SELECT count(*) FROM ({deduped})")
-        cur.execute(f"INSERT INTO {self.target} BY NAME {deduped}")
+        cur.execute(f"DELETE FROM {self.target} t WHERE {exists}")
+        cur.execute(f"INSERT INTO {self.target} BY NAME SELECT * FROM {staged}")
         cur.execute(f"DROP TABLE {staged}")
+        inserted = distinct
         return {
             "rows_loaded": staged_rows,
             "inserted": inserted - updated,
@@ -263,8 +300,20 @@ class DuckDBDestination:
     def _staging_table(self) -> str:
         return quoted(self.schema_name, f"{STAGING_PREFIX}{self.table}_{uuid.uuid4().hex[:8]}")
 
-    def _insert(self, cur: duckdb.DuckDBPyConnection, table: str, view: str) -> int:
-        return _scalar(cur, f"INSERT INTO {table} BY NAME SELECT * FROM {quote_double(view)}")
+    def _insert(
+        self, cur: duckdb.DuckDBPyConnection, table: str, batches: pa.RecordBatchReader
+    ) -> int:
+        """Insert every batch, a chunk per statement (see INSERT_CHUNK_ROWS)."""
+        rows = 0
+        for chunk in _chunks(batches, INSERT_CHUNK_ROWS):
+            view = f"{STAGING_PREFIX}src_{uuid.uuid4().hex[:12]}"
+            cur.register(view, chunk)
+            try:
+                sql = f"INSERT INTO {table} BY NAME SELECT * FROM {quote_double(view)}"
+                rows += _scalar(cur, sql)
+            finally:
+                cur.unregister(view)
+        return rows
 
     def _create_sql(self, target: str, schema: TableSchema) -> str:
         columns = ", ".join(f"{quote_double(c.name)} {duckdb_type(c.type)}" for c in schema.columns)
@@ -276,6 +325,48 @@ _APPLY = {
     "replace": DuckDBDestination._replace,
     "merge": DuckDBDestination._merge,
 }
+
+
+def _chunks(batches: pa.RecordBatchReader, max_rows: int) -> Iterator[pa.RecordBatchReader]:
+    """Consecutive readers over ``batches``, each of about ``max_rows`` rows."""
+    import pyarrow as pa
+
+    source = iter(batches)
+    pending = next(source, None)
+    while pending is not None:
+
+        def take(head: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+            rows = 0
+            batch: pa.RecordBatch | None = head
+            while batch is not None:
+                yield batch
+                rows += batch.num_rows
+                if rows >= max_rows:
+                    return
+                batch = next(source, None)
+
+        yield pa.RecordBatchReader.from_batches(batches.schema, take(pending))
+        pending = next(source, None)
+
+
+def _scannable(batches: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """Batches DuckDB can scan: decimals wider than 38 digits (stored as VARCHAR, see
+    ``deltaflow.schema.mappings``) become their exact text, which DuckDB cannot do itself."""
+    import pyarrow as pa
+
+    def scannable(dtype: pa.DataType) -> pa.DataType:
+        if pa.types.is_decimal(dtype) and dtype.precision > 38:
+            return pa.string()
+        if pa.types.is_list(dtype):
+            return pa.list_(dtype.value_field.with_type(scannable(dtype.value_type)))
+        if pa.types.is_struct(dtype):
+            return pa.struct([f.with_type(scannable(f.type)) for f in dtype])
+        return dtype
+
+    schema = pa.schema([f.with_type(scannable(f.type)) for f in batches.schema])
+    if schema.equals(batches.schema):
+        return batches
+    return pa.RecordBatchReader.from_batches(schema, (b.cast(schema) for b in batches))
 
 
 def _scalar(cur: duckdb.DuckDBPyConnection, sql: str) -> int:

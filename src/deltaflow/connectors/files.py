@@ -10,6 +10,7 @@ writes the new parts into a fresh directory and swaps it in.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deltaflow.connectors.base import LoadResult, RunResources, Split
+from deltaflow.connectors.base import LoadResult, RunResources, Split, relay_failures
 from deltaflow.errors import DestinationError, SourceError
 from deltaflow.schema.mappings import parquet_type
 from deltaflow.schema.types import TableSchema
@@ -76,31 +77,41 @@ class FilesSource:
         return matches
 
     def discover(self) -> TableSchema:
-        self._schema = _READERS[self.format].schema(self, self.files())
+        schema: pa.Schema = _READERS[self.format].schema(self, self.files())
         if self.spec.columns:
-            missing = [c for c in self.spec.columns if c not in self._schema.names]
+            missing = [c for c in self.spec.columns if c not in schema.names]
             if missing:
                 raise SourceError(
                     f"columns {missing} are not in '{self.spec.path}'",
-                    hint=f"available columns: {', '.join(self._schema.names)}",
+                    hint=f"available columns: {', '.join(schema.names)}",
                 )
-            self._schema = _select(self._schema, self.spec.columns)
-        return TableSchema.from_arrow(self._schema)
+            schema = _select(schema, self.spec.columns)
+        self._schema = schema
+        return TableSchema.from_arrow(schema)
 
     def splits(self) -> list[Split]:
-        splits: list[Split] = _READERS[self.format].splits(self, self.files())
+        with _read_errors(f"'{self.spec.path}'", self.format):
+            splits: list[Split] = _READERS[self.format].splits(self, self.files())
         return splits
 
     def read(self, split: Split) -> Iterator[pa.RecordBatch]:
         schema = self._schema or self.discover().to_arrow()
-        try:
+        with _read_errors(split.params["file"], self.format):
             for batch in _READERS[self.format].read(self, split, schema):
                 yield _conform(batch, schema)
-        except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
-            raise SourceError(
-                f"cannot read {split.params['file']}: {exc}",
-                hint="check that the file is valid " + self.format,
-            ) from exc
+
+
+@contextlib.contextmanager
+def _read_errors(what: str, fmt: str) -> Iterator[None]:
+    """pyarrow's errors reading files, as SourceError naming the file."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except (OSError, ValueError, pa.ArrowException) as exc:  # ArrowInvalid is a ValueError
+        raise SourceError(
+            f"cannot read {what}: {exc}", hint="check that the file is valid " + fmt
+        ) from exc
 
 
 def _stream_name(path: str) -> str:
@@ -133,13 +144,34 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def _decode_dictionaries(schema: pa.Schema) -> pa.Schema:
+    """Dictionary-encoded columns as their value type: one file's categorical column and
+    another's plain column then unify (batches are decoded by _conform's cast)."""
+    import pyarrow as pa
+
+    fields = [
+        f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema
+    ]
+    return pa.schema(fields)
+
+
 class _Parquet:
     @staticmethod
     def schema(source: FilesSource, files: list[str]) -> pa.Schema:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+        schemas = []
+        for file in files:
+            with _read_errors(file, "parquet"):
+                schemas.append(_decode_dictionaries(pq.read_schema(file)))
+        try:
+            return pa.unify_schemas(schemas, promote_options="permissive")
+        except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+            raise SourceError(
+                f"the files matching '{source.spec.path}' have incompatible schemas: {exc}",
+                hint="read them in separate streams, or rewrite them with one schema",
+            ) from exc
 
     @staticmethod
     def splits(source: FilesSource, files: list[str]) -> list[Split]:
@@ -158,8 +190,10 @@ class _Parquet:
     def read(source: FilesSource, split: Split, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         import pyarrow.parquet as pq
 
-        columns = [c for c in schema.names if c in pq.read_schema(split.params["file"]).names]
-        with pq.ParquetFile(split.params["file"]) as file:
+        # pre_buffer caches every column chunk read until the file closes: memory would
+        # grow with the file. Without it a split holds about one row group at a time.
+        with pq.ParquetFile(split.params["file"], pre_buffer=False) as file:
+            columns = [c for c in schema.names if c in file.schema_arrow.names]
             yield from file.iter_batches(
                 batch_size=source.batch_size, row_groups=split.params["row_groups"], columns=columns
             )
@@ -191,8 +225,8 @@ class _Csv:
     def schema(source: FilesSource, files: list[str]) -> pa.Schema:
         import pyarrow.csv as csv
 
-        with csv.open_csv(files[0], **_Csv.options(source)) as reader:
-            return reader.schema
+        with _read_errors(files[0], "csv"), csv.open_csv(files[0], **_Csv.options(source)) as r:
+            return r.schema
 
     @staticmethod
     def splits(source: FilesSource, files: list[str]) -> list[Split]:
@@ -211,8 +245,9 @@ class _JsonLines:
     def schema(source: FilesSource, files: list[str]) -> pa.Schema:
         import pyarrow.json as pj
 
-        with pj.open_json(files[0], read_options=pj.ReadOptions(block_size=1 << 22)) as reader:
-            return reader.schema
+        options = pj.ReadOptions(block_size=1 << 22)
+        with _read_errors(files[0], "jsonl"), pj.open_json(files[0], read_options=options) as r:
+            return r.schema
 
     @staticmethod
     def splits(source: FilesSource, files: list[str]) -> list[Split]:
@@ -276,6 +311,8 @@ class FilesDestination:
             os.replace(tmp, part)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            if write_mode == "replace":  # drop the half-built directory, keep the current one
+                shutil.rmtree(target, ignore_errors=True)
             raise
         if write_mode == "replace":
             _swap_directory(target, self.directory)
@@ -319,11 +356,20 @@ def _write_with_duckdb(fmt: str) -> Any:
     def write(batches: pa.RecordBatchReader, path: Path) -> int:
         import duckdb
 
-        with duckdb.connect() as con:
-            con.register("batches", batches)
+        failures: list[BaseException] = []
+        with duckdb.connect(config={"python_enable_replacements": False}) as con:
+            con.register("batches", relay_failures(batches, failures))
             options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"
             path_literal = str(path).replace("'", "''")
-            row = con.execute(f"COPY batches TO '{path_literal}' ({options})").fetchone()
+            try:
+                row = con.execute(f"COPY batches TO '{path_literal}' ({options})").fetchone()
+            except duckdb.Error as exc:
+                if failures:  # the batches failed: raise their error, not DuckDB's relay
+                    raise failures[0] from None
+                raise DestinationError(
+                    f"cannot write {fmt} part {path.name}: {exc}",
+                    hint="cast the columns the format cannot hold in the source query",
+                ) from exc
             return int(row[0]) if row else 0
 
     return write

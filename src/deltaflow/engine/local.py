@@ -2,8 +2,9 @@
 
 Up to ``parallelism`` splits are read at once, each into its own bounded queue; the
 consumer drains the queues in split order. So memory holds at most
-``parallelism * queue_depth`` batches whatever the table size, and the output order is
-the same on every run (a merge keeps the last row of a key deterministically).
+``parallelism * (queue_depth + 1)`` batches (a full queue plus the batch its reader is
+waiting to put) whatever the table size, and the output order is the same on every run
+(a merge keeps the last row of a key deterministically).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ def read_splits(
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
 ) -> Generator[pa.RecordBatch, None, None]:
     """Every batch of every split, in split order, read ``parallelism`` splits at a time."""
+    parallelism = max(1, parallelism)  # 0 would start no reader and wait forever
     stop = threading.Event()
     queues: list[queue.Queue[Any]] = [queue.Queue(QUEUE_DEPTH) for _ in splits]
-    with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="deltaflow-read") as pool:
+    with ThreadPoolExecutor(parallelism, thread_name_prefix="deltaflow-read") as pool:
         pending = iter(range(len(splits)))
         for index in _take(pending, parallelism):
             pool.submit(_produce, source, splits[index], queues[index], stop)
@@ -57,6 +59,8 @@ def _take(indices: Iterator[int], count: int) -> list[int]:
 
 
 def _produce(source: Source, split: Split, out: queue.Queue[Any], stop: threading.Event) -> None:
+    if stop.is_set():  # the consumer left before this split started: do not open it
+        return
     try:
         for batch in source.read(split):
             if not _put(out, batch, stop):

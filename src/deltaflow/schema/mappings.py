@@ -57,6 +57,10 @@ def _duckdb_timestamp(t: LogicalType, m: TypeMapper) -> str:
     )
 
 
+def _duckdb_time(t: LogicalType, m: TypeMapper) -> str:
+    return "TIME_NS" if t.unit == "ns" else "TIME"  # TIME keeps microseconds
+
+
 def _duckdb_list(t: LogicalType, m: TypeMapper) -> str:
     assert t.item is not None
     return f"{m(t.item)}[]"
@@ -83,7 +87,7 @@ DUCKDB_TYPES: dict[str, Rule] = {
     "string": "VARCHAR",
     "binary": "BLOB",
     "date": "DATE",
-    "time": "TIME",
+    "time": _duckdb_time,
     "timestamp": _duckdb_timestamp,
     "interval": "INTERVAL",
     "json": "JSON",

@@ -48,7 +48,9 @@ TimeUnit = Literal["s", "ms", "us", "ns"]
 @dataclass(frozen=True)
 class LogicalType:
     """One type. ``precision``/``scale`` for decimal, ``unit``/``tz`` for time and timestamp,
-    ``item`` for list, ``fields`` for struct."""
+    ``unit`` for an interval that is a fixed duration (Arrow ``duration``; without a unit an
+    interval is Arrow's month/day/nanosecond interval), ``item`` for list, ``fields`` for
+    struct."""
 
     kind: Kind
     precision: int | None = None
@@ -63,6 +65,8 @@ class LogicalType:
             return f"decimal({self.precision},{self.scale})"
         if self.kind == "timestamp":
             return f"timestamp[{self.unit}{', ' + self.tz if self.tz else ''}]"
+        if self.kind in ("time", "interval") and self.unit:
+            return f"{self.kind}[{self.unit}]"
         if self.kind == "list":
             return f"list<{self.item}>"
         if self.kind == "struct":
@@ -136,7 +140,7 @@ def from_arrow(dtype: pa.DataType) -> LogicalType:
     name = str(dtype)
     if name in _SIMPLE:
         return LogicalType(_SIMPLE[name])
-    if isinstance(dtype, pa.ExtensionType):
+    if isinstance(dtype, pa.BaseExtensionType):  # canonical (arrow.json) and Python-defined
         return _from_extension(dtype)
     if pa.types.is_decimal(dtype):
         return LogicalType("decimal", precision=dtype.precision, scale=dtype.scale)
@@ -145,13 +149,15 @@ def from_arrow(dtype: pa.DataType) -> LogicalType:
     if pa.types.is_time(dtype):
         return LogicalType("time", unit=dtype.unit)
     if pa.types.is_duration(dtype):
-        return LogicalType("interval")
+        return LogicalType("interval", unit=dtype.unit)
     if pa.types.is_dictionary(dtype):
         return from_arrow(dtype.value_type)
     if (
         pa.types.is_list(dtype)
         or pa.types.is_large_list(dtype)
         or pa.types.is_fixed_size_list(dtype)
+        or pa.types.is_list_view(dtype)
+        or pa.types.is_large_list_view(dtype)
     ):
         return LogicalType("list", item=from_arrow(dtype.value_type))
     if pa.types.is_struct(dtype):
@@ -165,7 +171,7 @@ def from_arrow(dtype: pa.DataType) -> LogicalType:
     )
 
 
-def _from_extension(dtype: pa.ExtensionType) -> LogicalType:
+def _from_extension(dtype: pa.BaseExtensionType) -> LogicalType:
     name = dtype.extension_name
     if name == "arrow.json":
         return LogicalType("json")
@@ -187,7 +193,11 @@ def to_arrow(logical: LogicalType) -> pa.DataType:
     if kind == "timestamp":
         return pa.timestamp(logical.unit or "us", tz=logical.tz)
     if kind == "time":
-        return pa.time64(logical.unit) if logical.unit in ("us", "ns") else pa.time64("us")
+        if logical.unit in ("s", "ms"):
+            return pa.time32(logical.unit)
+        return pa.time64("ns" if logical.unit == "ns" else "us")
+    if kind == "interval" and logical.unit:
+        return pa.duration(logical.unit)  # a plain cast from duration to interval does not exist
     if kind == "list":
         assert logical.item is not None
         return pa.list_(to_arrow(logical.item))
