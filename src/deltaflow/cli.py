@@ -211,31 +211,32 @@ def _print_result(result: RunResult) -> None:
         title=f"Run {result.run.run_id} of {result.run.pipeline_id}: {result.run.status}",
         title_justify="left",
     )
+    for name in ("step", "stream", "mode", "status"):
+        table.add_column(name)
     for name in (
-        "step",
-        "stream",
-        "mode",
-        "status",
         "rows read",
         "rows loaded",
+        "inserted",
+        "updated",
         "table rows",
         "seconds",
         "rows/s",
     ):
-        table.add_column(
-            name, justify="right" if name.startswith(("rows", "table", "sec")) else "left"
-        )
+        table.add_column(name, justify="right")
     for s in result.steps:
+        rate = int(s.rows_read / s.duration_s) if s.rows_read and s.duration_s else None
         table.add_row(
             s.step_id,
             s.stream or "",
             s.write_mode or "",
-            s.status,
+            _status(s.status),
             _n(s.rows_read),
             _n(s.rows_loaded),
+            _n(s.details.get("inserted")),
+            _n(s.details.get("updated")),
             _n(s.table_rows),
             f"{s.duration_s:.2f}" if s.duration_s is not None else "",
-            _n(int(s.rows_read / s.duration_s)) if s.rows_read and s.duration_s else "",
+            _n(rate),
         )
     out.print(table)
 

@@ -1,0 +1,103 @@
+"""The public surface: what `import deltaflow` exports, costs, and how errors behave."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+import deltaflow
+from deltaflow import errors
+
+HEAVY = (
+    "pyarrow",
+    "duckdb",
+    "numpy",
+    "pandas",
+    "psycopg",
+    "pymongo",
+    "google",
+    "apache_beam",
+    "pydantic",
+    "yaml",
+    "typer",
+    "rich",
+)
+
+
+def test_exported_names_are_pinned() -> None:
+    assert sorted(deltaflow.__all__) == [
+        "DeltaFlowError",
+        "LoadedPipeline",
+        "Pipeline",
+        "RunContext",
+        "RunResult",
+        "RunStore",
+        "__version__",
+        "load_pipeline",
+        "run_pipeline",
+    ]
+    for name in deltaflow.__all__:
+        assert getattr(deltaflow, name) is not None
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = deltaflow.nope  # type: ignore[attr-defined]
+
+
+def test_import_deltaflow_loads_no_heavy_dependency() -> None:
+    code = (
+        "import sys, deltaflow; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1:])))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *HEAVY], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def error_classes() -> list[type[errors.DeltaFlowError]]:
+    found = [getattr(errors, name) for name in errors.__all__]
+    return [c for c in found if isinstance(c, type) and issubclass(c, errors.DeltaFlowError)]
+
+
+def test_every_error_has_a_unique_code_a_category_and_a_retry_class() -> None:
+    classes = [c for c in error_classes() if c is not errors.ConfigValidationError]
+    codes = [c.code for c in classes]
+    assert len(codes) == len(set(codes)), codes
+    for cls in classes:
+        assert cls.code.isupper()
+        assert cls.category in (
+            "config",
+            "connector",
+            "schema",
+            "load",
+            "run",
+            "internal",
+        )
+        assert isinstance(cls.retryable, bool)
+    assert errors.ConnectionFailedError.retryable
+    assert not errors.SourceError.retryable
+
+
+@pytest.mark.parametrize("cls", error_classes(), ids=lambda c: c.__name__)
+def test_errors_survive_pickling_with_code_and_hint(cls: type[errors.DeltaFlowError]) -> None:
+    if cls is errors.ConfigValidationError:
+        error: errors.DeltaFlowError = cls([errors.Diagnostic("bad", path="a.b", line=3)])
+    else:
+        error = cls("the value 'x' is wrong", hint="use 'y'", code="SPECIFIC_CODE")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is cls
+    assert str(copy) == str(error)
+    assert copy.code == error.code
+    assert copy.hint == error.hint
+
+
+def test_message_carries_the_fix() -> None:
+    error = errors.SourceError("no files match 'x'", hint="check the path")
+    assert str(error) == "no files match 'x' Fix: check the path"
+    assert errors.did_you_mean("duckbd", ["duckdb", "files"]) == " Did you mean 'duckdb'?"
+    assert errors.did_you_mean("zzz", ["duckdb"]) == ""
