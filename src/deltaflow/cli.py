@@ -207,22 +207,20 @@ def _speed_column() -> Any:
 
 
 def _print_result(result: RunResult) -> None:
-    table = Table(
-        title=f"Run {result.run.run_id} of {result.run.pipeline_id}: {result.run.status}",
-        title_justify="left",
+    table = _table(
+        f"Run {result.run.run_id} of {result.run.pipeline_id}: {result.run.status}",
+        "step",
+        "stream",
+        "mode",
+        "status",
+        "rows read>",
+        "rows loaded>",
+        "inserted>",
+        "updated>",
+        "table rows>",
+        "seconds>",
+        "rows/s>",
     )
-    for name in ("step", "stream", "mode", "status"):
-        table.add_column(name)
-    for name in (
-        "rows read",
-        "rows loaded",
-        "inserted",
-        "updated",
-        "table rows",
-        "seconds",
-        "rows/s",
-    ):
-        table.add_column(name, justify="right")
     for s in result.steps:
         rate = int(s.rows_read / s.duration_s) if s.rows_read and s.duration_s else None
         table.add_row(
@@ -239,6 +237,15 @@ def _print_result(result: RunResult) -> None:
             _n(rate),
         )
     out.print(table)
+
+
+def _table(title: str, *columns: str) -> Table:
+    """A table with these columns; a trailing '>' right-aligns a column."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        right = column.endswith(">")
+        table.add_column(column.rstrip(">"), justify="right" if right else "left")
+    return table
 
 
 def _n(value: int | None) -> str:
@@ -302,18 +309,17 @@ def runs(
     if ctx.invoked_subcommand is not None:
         return
     records: list[RunRecord] = _store(metadata).runs(limit, pipeline)
-    table = Table(title="Recent runs", title_justify="left")
-    for name in (
+    table = _table(
+        "Recent runs",
         "run id",
         "pipeline",
         "tenant",
         "status",
         "started",
-        "seconds",
-        "rows loaded",
+        "seconds>",
+        "rows loaded>",
         "error",
-    ):
-        table.add_column(name)
+    )
     for r in records:
         table.add_row(
             r.run_id,
@@ -354,20 +360,19 @@ def runs_show(
         out.print(
             f"error      [{record.error_code}] {record.error_message}", markup=False, soft_wrap=True
         )
-    table = Table(title="Steps", title_justify="left")
-    for name in (
+    table = _table(
+        "Steps",
         "step",
         "type",
         "stream",
         "destination",
         "mode",
         "status",
-        "rows read",
-        "rows loaded",
-        "seconds",
+        "rows read>",
+        "rows loaded>",
+        "seconds>",
         "error",
-    ):
-        table.add_column(name)
+    )
     for s in steps:
         error = f"[{s.error_code}] {s.error_message}" if s.error_code else ""
         table.add_row(

@@ -12,7 +12,10 @@ from deltaflow.config import LoadedPipeline, RunContext, load_pipeline, validate
 from deltaflow.config.variables import parse_assignments, render
 from deltaflow.errors import ConfigError, ConfigValidationError, Diagnostic, VariableError
 
-CONTEXT = RunContext(tenant_id="acme", run_id="run42", run_date=dt.date(2026, 1, 31))
+STARTED = dt.datetime(2026, 2, 1, 6, 30, tzinfo=dt.UTC)
+CONTEXT = RunContext(
+    tenant_id="acme", run_id="run42", started_at=STARTED, run_date=dt.date(2026, 1, 31)
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -127,7 +130,7 @@ def test_loaded_variables_hold_the_pipeline_layer(tmp_path: Path) -> None:
     assert values == {
         "tenant_id": "acme",
         "run_id": "run42",
-        "run_date": "2026-01-31",
+        "run_date": "2026-02-01T06:30:00+00:00",
         "date": "2026-01-31",
         "pipeline_id": "orders",
         "schema": "raw",
@@ -145,7 +148,7 @@ def test_loaded_variables_hold_the_pipeline_layer(tmp_path: Path) -> None:
         ("tenant_id", "acme"),
         ("pipeline_id", "orders"),
         ("run_id", "run42"),
-        ("run_date", "2026-01-31"),
+        ("run_date", "2026-02-01T06:30:00+00:00"),
         ("date", "2026-01-31"),
     ],
 )
@@ -157,13 +160,15 @@ def test_context_variables(tmp_path: Path, name: str, expected: str) -> None:
 def test_date_defaults_to_the_day_the_run_started() -> None:
     started = dt.datetime(2026, 3, 4, 23, 59, tzinfo=dt.UTC)
     values = RunContext(started_at=started).variables()
-    assert (values["date"], values["run_date"]) == ("2026-03-04", "2026-03-04")
+    assert values["date"] == "2026-03-04"
+    assert values["run_date"] == "2026-03-04T23:59:00+00:00"  # the start time, not a date
 
 
-def test_run_date_overrides_the_start_day() -> None:
+def test_a_given_run_date_sets_date_and_keeps_the_start_time() -> None:
     started = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
     values = RunContext(started_at=started, run_date=dt.date(2025, 12, 31)).variables()
-    assert (values["date"], values["run_date"]) == ("2025-12-31", "2025-12-31")
+    assert values["date"] == "2025-12-31"
+    assert values["run_date"] == "2026-03-04T12:00:00+00:00"
 
 
 def test_each_context_gets_its_own_run_id() -> None:

@@ -43,9 +43,14 @@ class RunContext:
     run_date: dt.date | None = None
 
     def variables(self) -> dict[str, str]:
-        """``tenant_id``, ``run_id``, and ``run_date`` and ``date``: the run's ISO date."""
-        date = (self.run_date or self.started_at.date()).isoformat()
-        return {"tenant_id": self.tenant_id, "run_id": self.run_id, "run_date": date, "date": date}
+        """``tenant_id``, ``run_id``, ``run_date`` (the start time, UTC, ISO 8601) and
+        ``date`` (the date the run is for: ``run_date`` given here, else the start date)."""
+        return {
+            "tenant_id": self.tenant_id,
+            "run_id": self.run_id,
+            "run_date": self.started_at.isoformat(timespec="seconds"),
+            "date": (self.run_date or self.started_at.date()).isoformat(),
+        }
 
 
 @dataclass(frozen=True)
