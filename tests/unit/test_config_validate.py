@@ -117,7 +117,10 @@ def test_unknown_key_with_did_you_mean(tmp_path: Path) -> None:
     [d] = found
     assert (d.file, d.line, d.path) == (file, 17, "steps[0].destination.tabel")
     assert d.message == "unknown key 'tabel'. Did you mean 'table'?"
-    assert d.hint == "valid keys here: connection, format, path, primary_key, table, write_mode"
+    assert d.hint == (
+        "valid keys here: connection, drop_existing, format, indexes, nested, "
+        "on_schema_change, path, primary_key, table, write_mode"
+    )
 
 
 def test_unknown_key_in_a_connection_lists_that_types_keys(tmp_path: Path) -> None:
@@ -133,7 +136,7 @@ def test_unknown_connection_type_with_did_you_mean(tmp_path: Path) -> None:
     [d] = found  # the steps using it are not reported again
     assert (d.file, d.line, d.path) == (file, 7, "connections.warehouse.type")
     assert d.message == "unknown connection type 'duckbd'. Did you mean 'duckdb'?"
-    assert d.hint == "valid connection types: duckdb, files"
+    assert d.hint == "valid connection types: duckdb, files, postgres"
 
 
 def test_connection_without_type(tmp_path: Path) -> None:
@@ -141,7 +144,7 @@ def test_connection_without_type(tmp_path: Path) -> None:
     [d] = found
     assert (d.file, d.line, d.path) == (file, 6, "connections.warehouse")
     assert d.message == "connection has no 'type'"
-    assert d.hint == "add 'type:' with one of: duckdb, files"
+    assert d.hint == "add 'type:' with one of: duckdb, files, postgres"
 
 
 def test_unknown_step_type_with_did_you_mean(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ takes and the write modes it supports. The code that talks to the system lives i
 from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
+from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from deltaflow.config._base import Model
 
@@ -65,9 +66,66 @@ class FilesConnection(ConnectionBase):
     """Directory that relative paths resolve against (itself relative to the pipeline file)."""
 
 
-Connection = Annotated[DuckDBConnection | FilesConnection, Field(discriminator="type")]
+class PostgresConnection(ConnectionBase):
+    """A PostgreSQL server, through the ADBC driver (reads) and COPY (loads)."""
+
+    source_options = frozenset({"table", "query", "columns", "where", "stream", "splits"})
+    destination_options = frozenset(
+        {
+            "table",
+            "write_mode",
+            "primary_key",
+            "indexes",
+            "drop_existing",
+            "nested",
+            "on_schema_change",
+        }
+    )
+    required_source = (frozenset({"table", "query"}),)
+    required_destination = (frozenset({"table"}),)
+    write_modes = ("append", "replace", "merge")
+
+    type: Literal["postgres"]
+    dsn: SecretStr | None = None
+    """Connection URI, e.g. '${env:SHOP_DSN}'; or give host, port, database, user, password."""
+    host: str = "localhost"
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str = "postgres"
+    user: str | None = None
+    password: SecretStr | None = None
+    """Password; write it as a secret reference, e.g. '${env:PGPASSWORD}'."""
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    application_name: str = "deltaflow"
+    connect_timeout: int = Field(default=10, ge=1, le=600)
+    """Seconds to wait for a connection."""
+
+    def uri(self) -> str:
+        """The libpq URI with every setting; it holds the password: never log it."""
+        if self.dsn is not None:
+            base = self.dsn.get_secret_value()
+        else:
+            auth = quote(self.user or "", safe="")
+            if self.password is not None:
+                auth += ":" + quote(self.password.get_secret_value(), safe="")
+            at = f"{auth}@" if auth else ""
+            base = f"postgresql://{at}{self.host}:{self.port}/{quote(self.database, safe='')}"
+        params = {
+            "sslmode": self.sslmode,
+            "application_name": self.application_name,
+            "connect_timeout": str(self.connect_timeout),
+        }
+        sep = "&" if "?" in base else "?"
+        present = {kv.split("=")[0] for kv in base.partition("?")[2].split("&") if kv}
+        extra = "&".join(f"{k}={quote(v)}" for k, v in params.items() if k not in present)
+        return f"{base}{sep}{extra}" if extra else base
+
+
+Connection = Annotated[
+    DuckDBConnection | FilesConnection | PostgresConnection, Field(discriminator="type")
+]
 
 CONNECTION_MODELS: dict[str, type[ConnectionBase]] = {
     "duckdb": DuckDBConnection,
     "files": FilesConnection,
+    "postgres": PostgresConnection,
 }

@@ -42,6 +42,16 @@ class SourceSpec(Model):
     """File format; inferred from the extension when omitted."""
     csv: CsvOptions | None = None
     """CSV parsing options."""
+    splits: int | None = Field(default=None, ge=1, le=256)
+    """Ranges a table is read in, in parallel (PostgreSQL; default: the step's parallelism)."""
+
+
+class IndexSpec(Model):
+    columns: list[str] = Field(min_length=1)
+    using: Literal["btree", "gin", "gist", "hash", "brin"] = "btree"
+    unique: bool = False
+    name: str | None = None
+    """Index name (default: derived from the table and columns)."""
 
 
 class DestinationSpec(Model):
@@ -58,6 +68,16 @@ class DestinationSpec(Model):
     """append: add rows; replace: swap the whole table atomically; merge: upsert on primary_key."""
     primary_key: list[str] = Field(default_factory=list)
     """Columns identifying a row; required by write_mode merge."""
+    indexes: list[IndexSpec] = Field(default_factory=list)
+    """Indexes to create with the table (PostgreSQL), e.g. a GIN index on a JSONB column."""
+    drop_existing: bool = False
+    """Drop and recreate the table before loading (a clean reload)."""
+    nested: Literal["json", "array"] = "json"
+    """How lists and structs are stored where the engine has no native type for them:
+    'json' (JSONB), or 'array' (native arrays where the element type allows, else JSONB)."""
+    on_schema_change: Literal["fail", "add_columns", "evolve"] = "evolve"
+    """When the source schema differs from the table: 'fail' stops; 'add_columns' adds new
+    columns; 'evolve' also widens types (int -> bigint, varchar(n) -> text, ...)."""
 
 
 class SyncStep(Model):

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from deltaflow.connectors.base import Destination, RunResources, Source
 
 #: connection type -> module under deltaflow.connectors
-REGISTRY: dict[str, str] = {"duckdb": "duckdb", "files": "files"}
+REGISTRY: dict[str, str] = {"duckdb": "duckdb", "files": "files", "postgres": "postgres"}
 
 
 def _module(kind: str) -> Any:
@@ -26,9 +26,15 @@ def _module(kind: str) -> Any:
 
 
 def open_source(
-    conn: ConnectionBase, spec: SourceSpec, resources: RunResources, batch_size: int
+    conn: ConnectionBase,
+    spec: SourceSpec,
+    resources: RunResources,
+    batch_size: int,
+    parallelism: int = 1,
 ) -> Source:
-    source: Source = _module(conn.kind).open_source(conn, spec, resources, batch_size)
+    """The source of one stream; ``parallelism`` is how many splits the engine reads at once."""
+    module = _module(conn.kind)
+    source: Source = module.open_source(conn, spec, resources, batch_size, parallelism)
     return source
 
 

@@ -378,8 +378,13 @@ def _scalar(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
 
 
 def open_source(
-    conn: DuckDBConnection, spec: SourceSpec, resources: RunResources, batch_size: int
+    conn: DuckDBConnection,
+    spec: SourceSpec,
+    resources: RunResources,
+    batch_size: int,
+    parallelism: int = 1,
 ) -> DuckDBSource:
+    """DuckDB parallelises a query itself: one split whatever ``parallelism``."""
     return DuckDBSource(connect(conn, resources), spec, batch_size)
 
 

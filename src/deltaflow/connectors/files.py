@@ -390,8 +390,13 @@ def _root(conn: FilesConnection, resources: RunResources) -> Path:
 
 
 def open_source(
-    conn: FilesConnection, spec: SourceSpec, resources: RunResources, batch_size: int
+    conn: FilesConnection,
+    spec: SourceSpec,
+    resources: RunResources,
+    batch_size: int,
+    parallelism: int = 1,
 ) -> FilesSource:
+    """Files split by row groups and files, whatever ``parallelism``."""
     return FilesSource(_root(conn, resources), spec, batch_size)
 
 

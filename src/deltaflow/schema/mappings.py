@@ -43,8 +43,8 @@ def quote_double(identifier: str) -> str:
 
 
 def _decimal(t: LogicalType, m: TypeMapper) -> str:
-    precision, scale = t.precision or 38, t.scale or 0
-    if precision > 38:
+    precision, scale = t.precision or 0, t.scale or 0
+    if not precision or precision > 38:
         return "VARCHAR"  # DuckDB decimals stop at 38 digits; keep the exact text
     return f"DECIMAL({precision},{scale})"
 
@@ -147,3 +147,89 @@ def parquet_type(logical: LogicalType) -> pa.DataType:
 
 
 duckdb_type = TypeMapper("DuckDB", DUCKDB_TYPES, quote_double)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_decimal(t: LogicalType, m: TypeMapper) -> str:
+    return "numeric" if t.precision is None else f"numeric({t.precision},{t.scale or 0})"
+
+
+def _pg_timestamp(t: LogicalType, m: TypeMapper) -> str:
+    return "timestamptz" if t.tz else "timestamp"
+
+
+def _pg_list(t: LogicalType, m: TypeMapper) -> str:
+    """A native array when the element is a scalar PostgreSQL can hold, else JSONB."""
+    assert t.item is not None
+    if t.item.kind in ("list", "struct", "null", "json"):
+        return "jsonb"
+    return f"{m(t.item)}[]"
+
+
+POSTGRES_TYPES: dict[str, Rule] = {
+    "null": "text",
+    "boolean": "boolean",
+    "int8": "smallint",
+    "int16": "smallint",
+    "int32": "integer",
+    "int64": "bigint",
+    "uint8": "smallint",
+    "uint16": "integer",
+    "uint32": "bigint",
+    "uint64": "numeric(20,0)",
+    "float32": "real",
+    "float64": "double precision",
+    "decimal": _pg_decimal,
+    "string": "text",
+    "binary": "bytea",
+    "date": "date",
+    "time": "time",
+    "timestamp": _pg_timestamp,
+    "interval": "interval",
+    "json": "jsonb",
+    "uuid": "uuid",
+    "list": _pg_list,
+    "struct": "jsonb",
+}
+
+postgres_type = TypeMapper("PostgreSQL", POSTGRES_TYPES, quote_double)
+
+#: PostgreSQL type name (pg_type.typname) -> logical type. Enums read as strings, domains
+#: as their base type, arrays as lists of their element; any other type reads as its text
+#: form, with a warning that names the column.
+POSTGRES_LOGICAL: dict[str, LogicalType] = {
+    "bool": LogicalType("boolean"),
+    "int2": LogicalType("int16"),
+    "int4": LogicalType("int32"),
+    "int8": LogicalType("int64"),
+    "float4": LogicalType("float32"),
+    "float8": LogicalType("float64"),
+    "text": LogicalType("string"),
+    "varchar": LogicalType("string"),
+    "bpchar": LogicalType("string"),
+    "name": LogicalType("string"),
+    "char": LogicalType("string"),
+    "citext": LogicalType("string"),
+    "uuid": LogicalType("uuid"),
+    "bytea": LogicalType("binary"),
+    "date": LogicalType("date"),
+    "time": LogicalType("time", unit="us"),
+    "timestamp": LogicalType("timestamp", unit="us"),
+    "timestamptz": LogicalType("timestamp", unit="us", tz="UTC"),
+    "interval": LogicalType("interval"),
+    "json": LogicalType("json"),
+    "jsonb": LogicalType("json"),
+}
+
+
+def postgres_logical(typname: str, typmod: int) -> LogicalType | None:
+    """The logical type of a PostgreSQL scalar type, or None when it has none."""
+    if typname == "numeric":
+        if typmod < 4:
+            return LogicalType("decimal")  # unconstrained: exact text
+        return LogicalType(
+            "decimal", precision=((typmod - 4) >> 16) & 0xFFFF, scale=(typmod - 4) & 0xFFFF
+        )
+    return POSTGRES_LOGICAL.get(typname)

@@ -47,7 +47,8 @@ TimeUnit = Literal["s", "ms", "us", "ns"]
 
 @dataclass(frozen=True)
 class LogicalType:
-    """One type. ``precision``/``scale`` for decimal, ``unit``/``tz`` for time and timestamp,
+    """One type. ``precision``/``scale`` for decimal (no precision: unconstrained, carried as
+    exact text), ``unit``/``tz`` for time and timestamp,
     ``unit`` for an interval that is a fixed duration (Arrow ``duration``; without a unit an
     interval is Arrow's month/day/nanosecond interval), ``item`` for list, ``fields`` for
     struct."""
@@ -62,7 +63,9 @@ class LogicalType:
 
     def __str__(self) -> str:
         if self.kind == "decimal":
-            return f"decimal({self.precision},{self.scale})"
+            return (
+                "decimal" if self.precision is None else f"decimal({self.precision},{self.scale})"
+            )
         if self.kind == "timestamp":
             return f"timestamp[{self.unit}{', ' + self.tz if self.tz else ''}]"
         if self.kind in ("time", "interval") and self.unit:
@@ -185,6 +188,8 @@ def to_arrow(logical: LogicalType) -> pa.DataType:
     import pyarrow as pa
 
     kind = logical.kind
+    if kind == "decimal" and logical.precision is None:
+        return pa.string()  # an unconstrained decimal travels as its exact text
     if kind == "decimal":
         precision, scale = logical.precision or 38, logical.scale or 0
         return (

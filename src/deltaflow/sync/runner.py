@@ -59,7 +59,10 @@ def run_sync(
     observer = observer or NullObserver()
     source_conn = pipeline.connections[step.source.connection]
     dest_conn = pipeline.connections[step.destination.connection]
-    source = connectors.open_source(source_conn, step.source, resources, step.batch_size)
+    parallelism = step.parallelism or default_parallelism()
+    source = connectors.open_source(
+        source_conn, step.source, resources, step.batch_size, parallelism
+    )
     destination = connectors.open_destination(dest_conn, step.destination, resources)
     schema = source.discover()
     primary_key = tuple(step.destination.primary_key) or schema.primary_key
@@ -75,7 +78,7 @@ def run_sync(
 
     known = [s.rows for s in splits]
     observer.stream_started(stream, None if None in known else sum(known))  # type: ignore[arg-type]
-    batches = read_splits(source, splits, step.parallelism or default_parallelism(), count)
+    batches = read_splits(source, splits, parallelism, count)
     target = schema.to_arrow()
     try:
         reader = pa.RecordBatchReader.from_batches(target, (_conform(b, target) for b in batches))

@@ -1,0 +1,665 @@
+"""PostgreSQL, as source and destination.
+
+Reads stream Arrow record batches straight from the server through the ADBC PostgreSQL
+driver (binary COPY decoded to Arrow in C). A table is read as ctid ranges, each range
+on its own connection inside one exported snapshot, so parallel splits see one
+consistent state of the table.
+
+Loads ingest the batches into a temporary staging table (ADBC bulk ingest, binary COPY)
+and apply them to the target in the same transaction: ``append`` inserts, ``replace``
+truncates and inserts (readers wait for the commit and then see the new rows), ``merge``
+inserts with ``ON CONFLICT (primary key) DO UPDATE``. Every identifier is quoted.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from deltaflow.config.secrets import remember
+from deltaflow.connectors.base import LoadResult, RunResources, Split, relay_failures
+from deltaflow.errors import (
+    ConnectionFailedError,
+    LoadError,
+    SchemaError,
+    SourceError,
+    did_you_mean,
+)
+from deltaflow.schema.mappings import postgres_logical, postgres_type, quote_double
+from deltaflow.schema.types import Column, LogicalType, TableSchema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from deltaflow.config.connections import PostgresConnection, WriteMode
+    from deltaflow.config.models import DestinationSpec, IndexSpec, SourceSpec
+
+log = logging.getLogger("deltaflow.postgres")
+
+STAGING_PREFIX = "__deltaflow_"
+
+
+def connect(conn: PostgresConnection) -> Any:
+    """A new ADBC connection (transactions on); its password is remembered as secret."""
+    from adbc_driver_postgresql import dbapi
+
+    uri = conn.uri()
+    password = urlsplit(uri).password
+    if password:
+        remember(password)
+    try:
+        return dbapi.connect(uri)
+    except Exception as exc:
+        raise ConnectionFailedError(
+            f"cannot connect to PostgreSQL at {conn.host}:{conn.port}: {exc}",
+            hint="check host, port, database, user and password, and that the server runs",
+        ) from exc
+
+
+def qualified(name: str) -> tuple[str, str]:
+    """``sales.orders`` -> ("sales", "orders"); a bare name lives in schema ``public``."""
+    parts = name.split(".")
+    if len(parts) == 1 and parts[0]:
+        return "public", parts[0]
+    if len(parts) == 2 and all(parts):
+        return parts[0], parts[1]
+    raise SchemaError(
+        f"table name '{name}' is not 'table' or 'schema.table'", hint="write e.g. 'sales.orders'"
+    )
+
+
+def quoted(schema: str, table: str) -> str:
+    return f"{quote_double(schema)}.{quote_double(table)}"
+
+
+# --------------------------------------------------------------------------- catalog
+
+_COLUMNS_SQL = """
+SELECT a.attname, a.attnotnull, a.atttypmod, t.typname, t.typtype, t.typcategory,
+       coalesce(bt.typname, ''), coalesce(et.typname, ''), coalesce(ebt.typname, ''),
+       coalesce(et.typtype, ''), format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd'
+LEFT JOIN pg_type et ON et.oid = coalesce(nullif(bt.typelem, 0), t.typelem)
+     AND coalesce(bt.typcategory, t.typcategory) = 'A'
+LEFT JOIN pg_type ebt ON ebt.oid = et.typbasetype AND et.typtype = 'd'
+WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+_PRIMARY_KEY_SQL = """
+SELECT a.attname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary
+ORDER BY k.ord
+"""
+
+
+@dataclass(frozen=True)
+class PgColumn:
+    """A column as the catalog describes it, and how to read it."""
+
+    name: str
+    logical: LogicalType
+    nullable: bool
+    pg_type: str  # format_type(), e.g. 'numeric(12,2)'
+    read_as: str | None  # a cast applied when reading ('text' for types Arrow cannot carry)
+
+
+def _column(row: tuple[Any, ...]) -> PgColumn:
+    (
+        name,
+        notnull,
+        typmod,
+        typname,
+        typtype,
+        category,
+        base,
+        elem,
+        elem_base,
+        elem_typtype,
+        formatted,
+    ) = row
+    scalar = base or typname
+    if typtype == "e":
+        logical: LogicalType | None = LogicalType("string")
+    elif (category == "A" or elem) and elem:
+        item = _scalar_logical(elem_base or elem, elem_typtype, typmod)
+        logical = LogicalType("list", item=item) if item else None
+    else:
+        logical = postgres_logical(scalar, typmod)
+    if logical is None:
+        log.warning(
+            "column %s: PostgreSQL type %s has no logical type; reading it as text", name, formatted
+        )
+    read_as = None  # ADBC carries the type as is
+    if logical is None or logical.kind == "uuid" or scalar == "bpchar":
+        read_as = "text"  # bpchar: without its pad spaces, as PostgreSQL casts it
+    elif (
+        logical.kind == "list"
+        and logical.item is not None
+        and (logical.item.kind == "uuid" or elem_typtype == "e")
+    ):
+        read_as = "text[]"
+    logical = logical or LogicalType("string")
+    return PgColumn(name, logical, not notnull, formatted, read_as)
+
+
+def _scalar_logical(typname: str, typtype: str, typmod: int) -> LogicalType | None:
+    if typtype == "e":
+        return LogicalType("string")
+    return postgres_logical(typname, typmod)
+
+
+def _fetch(cur: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    cur.execute(sql, params)
+    rows: list[tuple[Any, ...]] = cur.fetchall()
+    return rows
+
+
+def describe(cur: Any, schema: str, table: str) -> tuple[list[PgColumn], tuple[str, ...]]:
+    """The table's columns and primary key, or ([], ()) when it does not exist."""
+    columns = [_column(r) for r in _fetch(cur, _COLUMNS_SQL, (schema, table))]
+    keys = tuple(r[0] for r in _fetch(cur, _PRIMARY_KEY_SQL, (schema, table)))
+    return columns, keys
+
+
+# --------------------------------------------------------------------------- source
+
+
+class PostgresSource:
+    def __init__(
+        self,
+        conn: PostgresConnection,
+        spec: SourceSpec,
+        batch_size: int,
+        parallelism: int,
+        resources: RunResources,
+    ):
+        self.conn = conn
+        self.spec = spec
+        self.batch_size = batch_size
+        self.split_count = spec.splits or parallelism
+        self.resources = resources
+        self.name = spec.stream or (spec.table or "").split(".")[-1] or "query"
+        self.columns: list[PgColumn] = []
+        self.snapshot: str | None = None
+
+    def discover(self) -> TableSchema:
+        with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
+            try:
+                if self.spec.table:
+                    self.columns, keys = self._describe_table(cur)
+                else:
+                    self.columns, keys = self._describe_query(cur), ()
+            finally:
+                db.rollback()
+        return TableSchema(tuple(Column(c.name, c.logical, c.nullable) for c in self.columns), keys)
+
+    def _describe_table(self, cur: Any) -> tuple[list[PgColumn], tuple[str, ...]]:
+        assert self.spec.table is not None
+        schema, table = qualified(self.spec.table)
+        columns, keys = describe(cur, schema, table)
+        if not columns:
+            raise SourceError(
+                f"PostgreSQL table {schema}.{table} does not exist "
+                "(or has no columns you may read)",
+                hint="check the name, the schema and the user's privileges",
+            )
+        if self.spec.columns:
+            by_name = {c.name: c for c in columns}
+            missing = [c for c in self.spec.columns if c not in by_name]
+            if missing:
+                raise SourceError(
+                    f"columns {missing} are not in {schema}.{table}."
+                    f"{did_you_mean(missing[0], by_name)}",
+                    hint=f"available columns: {', '.join(by_name)}",
+                )
+            columns = [by_name[c] for c in self.spec.columns]
+            keys = keys if set(keys) <= set(self.spec.columns) else ()
+        return columns, keys
+
+    def _describe_query(self, cur: Any) -> list[PgColumn]:
+        """A query's columns, from the types of a zero-row result."""
+        try:
+            cur.execute(f"SELECT * FROM ({_strip(self.spec.query or '')}) AS q LIMIT 0")
+            schema = cur.fetch_arrow_table().schema
+        except Exception as exc:
+            raise SourceError(
+                f"PostgreSQL query of stream '{self.name}' failed: {exc}", hint="check the SQL"
+            ) from exc
+        columns = []
+        for field in schema:
+            meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
+            typname = meta.get("POSTGRESQL:type", "")
+            typmod = int(meta.get("POSTGRESQL:typmod", "-1"))
+            elem = typname[1:] if typname.startswith("_") else ""
+            row = (
+                field.name,
+                False,
+                typmod,
+                typname,
+                "b",
+                "A" if elem else "",
+                "",
+                elem,
+                "",
+                "",
+                typname,
+            )
+            columns.append(_column(row))
+        return columns
+
+    def splits(self) -> list[Split]:
+        if not self.spec.table or self.split_count <= 1:
+            return [Split(0)]
+        schema, table = qualified(self.spec.table)
+        with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
+            try:
+                ((pages,),) = _fetch(
+                    cur,
+                    "SELECT pg_relation_size(format('%I.%I', $1, $2)) / "
+                    "current_setting('block_size')::bigint",
+                    (schema, table),
+                )
+            finally:
+                db.rollback()
+        count = max(1, min(self.split_count, int(pages) // 8 or 1))
+        self._export_snapshot()
+        step = -(-int(pages) // count) if pages else 1
+        return [
+            Split(
+                i, {"first_page": i * step, "end_page": None if i == count - 1 else (i + 1) * step}
+            )
+            for i in range(count)
+        ]
+
+    def _export_snapshot(self) -> None:
+        """Hold a snapshot open for the run, so every split reads the same state."""
+        db = connect(self.conn)
+        cur = db.cursor()
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        ((self.snapshot,),) = _fetch(cur, "SELECT pg_export_snapshot()")
+        self.resources.closers.append(lambda: (cur.close(), db.rollback(), db.close()))
+
+    def sql(self, split: Split | None = None) -> str:
+        select = ", ".join(
+            f"{quote_double(c.name)}::{c.read_as} AS {quote_double(c.name)}"
+            if c.read_as
+            else quote_double(c.name)
+            for c in self.columns
+        )
+        if self.spec.query:
+            return f"SELECT {select} FROM ({_strip(self.spec.query)}) AS q"
+        assert self.spec.table is not None
+        where = [f"({self.spec.where})"] if self.spec.where else []
+        if split is not None and "first_page" in split.params:
+            where.append(f"ctid >= '({int(split.params['first_page'])},0)'::tid")
+            if split.params["end_page"] is not None:
+                where.append(f"ctid < '({int(split.params['end_page'])},0)'::tid")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return f"SELECT {select} FROM {quoted(*qualified(self.spec.table))}{clause}"
+
+    def read(self, split: Split) -> Iterator[pa.RecordBatch]:
+        target = TableSchema(
+            tuple(Column(c.name, c.logical, c.nullable) for c in self.columns)
+        ).to_arrow()
+        with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
+            try:
+                if self.snapshot:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    cur.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
+                cur.execute(self.sql(split))
+                reader = cur.fetch_record_batch()
+                for batch in reader:
+                    converted = _to_logical(batch, target)
+                    for offset in range(0, converted.num_rows, self.batch_size):
+                        yield converted.slice(offset, self.batch_size)
+            except Exception as exc:
+                if isinstance(exc, SourceError):
+                    raise
+                raise SourceError(
+                    f"reading PostgreSQL stream '{self.name}' failed: {exc}",
+                    hint="check the SQL, the table and the connection",
+                ) from exc
+            finally:
+                db.rollback()
+
+
+def _strip(query: str) -> str:
+    """A query without trailing semicolons and white space, to nest it as a subquery."""
+    query = query.strip()
+    while query.endswith(";"):
+        query = query[:-1].rstrip()
+    return query if "--" not in query.splitlines()[-1] else query + "\n"
+
+
+def _to_logical(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+    """Cast what ADBC returns (numeric as text, json and uuid extensions) to the carriers."""
+    import pyarrow as pa
+
+    columns = []
+    for column, field in zip(batch.columns, target, strict=True):
+        if isinstance(column.type, pa.BaseExtensionType):
+            column = column.storage  # type: ignore[attr-defined]
+        if not column.type.equals(field.type):
+            column = column.cast(field.type)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=target)
+
+
+# --------------------------------------------------------------------------- destination
+
+#: logical kind -> kinds it can widen to in place (ALTER COLUMN ... TYPE)
+WIDENINGS: dict[str, tuple[str, ...]] = {
+    "int8": ("int16", "int32", "int64", "decimal"),
+    "int16": ("int32", "int64", "decimal"),
+    "int32": ("int64", "decimal"),
+    "int64": ("decimal",),
+    "float32": ("float64",),
+}
+
+
+class PostgresDestination:
+    def __init__(self, conn: PostgresConnection, spec: DestinationSpec):
+        assert spec.table is not None
+        self.conn = conn
+        self.spec = spec
+        self.schema_name, self.table = qualified(spec.table)
+        self.name = spec.table
+        self.target = quoted(self.schema_name, self.table)
+        self.columns: dict[str, PgColumn] = {}
+        self.primary_key: tuple[str, ...] = ()
+
+    def pg_type(self, logical: LogicalType) -> str:
+        if self.spec.nested == "json" and logical.kind == "list":
+            return "jsonb"
+        return postgres_type(logical)
+
+    def prepare(self, schema: TableSchema) -> None:
+        """Create the table (with primary key and indexes), or evolve it to the schema."""
+        with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
+            try:
+                if self.spec.drop_existing:
+                    cur.execute(f"DROP TABLE IF EXISTS {self.target}")
+                columns, _keys = describe(cur, self.schema_name, self.table)
+                if columns:
+                    self._evolve(cur, {c.name: c for c in columns}, schema)
+                else:
+                    self._create(cur, schema)
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
+            columns, self.primary_key = describe(cur, self.schema_name, self.table)
+            db.rollback()
+        self.columns = {c.name: c for c in columns}
+
+    def _create(self, cur: Any, schema: TableSchema) -> None:
+        keys = tuple(self.spec.primary_key) or schema.primary_key
+        definitions = [
+            f"{quote_double(c.name)} {self.pg_type(c.type)}"
+            + (" NOT NULL" if c.name in keys else "")
+            for c in schema.columns
+        ]
+        if keys:
+            definitions.append(f"PRIMARY KEY ({', '.join(quote_double(k) for k in keys)})")
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_double(self.schema_name)}")
+        cur.execute(f"CREATE TABLE {self.target} ({', '.join(definitions)})")
+        for index in self.spec.indexes:
+            cur.execute(self._index_sql(index))
+
+    def _index_sql(self, index: IndexSpec) -> str:
+        name = index.name or f"{self.table}_{'_'.join(index.columns)}_idx"[:63]
+        unique = "UNIQUE " if index.unique else ""
+        columns = ", ".join(quote_double(c) for c in index.columns)
+        return (
+            f"CREATE {unique}INDEX IF NOT EXISTS {quote_double(name)} ON {self.target} "
+            f"USING {index.using} ({columns})"
+        )
+
+    def _evolve(self, cur: Any, existing: dict[str, PgColumn], schema: TableSchema) -> None:
+        policy = self.spec.on_schema_change
+        for column in schema.columns:
+            current = existing.get(column.name)
+            wanted = self.pg_type(column.type)
+            if current is None:
+                if policy == "fail":
+                    raise self._change_error(column.name, "(missing)", wanted)
+                cur.execute(
+                    f"ALTER TABLE {self.target} ADD COLUMN {quote_double(column.name)} {wanted}"
+                )
+            elif not _holds(current, column.type):
+                if policy != "evolve" or not _widens(current, column.type):
+                    raise self._change_error(column.name, current.pg_type, wanted)
+                cur.execute(
+                    f"ALTER TABLE {self.target} ALTER COLUMN "
+                    f"{quote_double(column.name)} TYPE {wanted}"
+                )
+
+    def _change_error(self, column: str, current: str, wanted: str) -> SchemaError:
+        return SchemaError(
+            f"column {column} of {self.name} is {current} in PostgreSQL but the source "
+            f"needs {wanted}",
+            hint="set destination.on_schema_change: 'evolve' (add columns and widen types), "
+            "'add_columns' (only add), or 'fail'; a narrowing change needs a manual migration "
+            "or drop_existing: true",
+            code="SCHEMA_CHANGE_REJECTED",
+        )
+
+    def load(
+        self, batches: pa.RecordBatchReader, write_mode: WriteMode, primary_key: tuple[str, ...]
+    ) -> LoadResult:
+        staging = f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+        upstream: list[BaseException] = []
+        ingestable = relay_failures(_ingestable(batches), upstream)
+        incoming = TableSchema.from_arrow(ingestable.schema)
+        with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
+            try:
+                cur.adbc_ingest(staging, ingestable, mode="create", temporary=True)
+                details = self._apply(cur, staging, incoming, write_mode, primary_key)
+                ((count,),) = _fetch(cur, f"SELECT count(*) FROM {self.target}")
+                db.commit()
+            except BaseException as exc:
+                db.rollback()
+                if upstream:
+                    raise upstream[0] from None
+                if isinstance(exc, (LoadError, SchemaError)):
+                    raise
+                if isinstance(exc, Exception):
+                    raise LoadError(
+                        f"loading into PostgreSQL table {self.name} failed: {exc}",
+                        hint="check that the source columns fit the table's types",
+                    ) from exc
+                raise
+        return LoadResult(details.pop("rows_loaded"), int(count), details)
+
+    def _apply(
+        self,
+        cur: Any,
+        staging: str,
+        incoming: TableSchema,
+        write_mode: WriteMode,
+        primary_key: tuple[str, ...],
+    ) -> dict[str, int]:
+        ((staged,),) = _fetch(cur, f"SELECT count(*) FROM {quote_double(staging)}")
+        names = [c.name for c in incoming.columns if c.name in self.columns]
+        target_cols = ", ".join(quote_double(n) for n in names)
+        values = ", ".join(self._cast(c) for c in incoming.columns if c.name in self.columns)
+        source = f"SELECT {values} FROM {quote_double(staging)} AS s"
+        if write_mode == "replace":
+            cur.execute(f"TRUNCATE {self.target}")
+        if write_mode != "merge":
+            cur.execute(f"INSERT INTO {self.target} ({target_cols}) {source}")
+            return {"rows_loaded": int(staged)}
+        return {
+            "rows_loaded": int(staged),
+            **self._merge(cur, staging, names, target_cols, values, primary_key),
+        }
+
+    def _merge(
+        self,
+        cur: Any,
+        staging: str,
+        names: list[str],
+        target_cols: str,
+        values: str,
+        primary_key: tuple[str, ...],
+    ) -> dict[str, int]:
+        if not primary_key:
+            raise LoadError(
+                f"write_mode merge into {self.name} needs a primary key",
+                hint="set destination.primary_key",
+                code="LOAD_NO_PRIMARY_KEY",
+            )
+        keys = ", ".join(quote_double(k) for k in primary_key)
+        null_check = " OR ".join(f"{quote_double(k)} IS NULL" for k in primary_key)
+        ((nulls,),) = _fetch(
+            cur, f"SELECT count(*) FROM {quote_double(staging)} WHERE {null_check}"
+        )
+        if nulls:
+            raise LoadError(
+                f"{nulls} rows have NULL in the primary key ({keys}) of {self.name}",
+                hint="merge needs a complete primary key; filter or fix those rows",
+                code="LOAD_NULL_PRIMARY_KEY",
+            )
+        # the last row of each key wins: ctid follows the staging table's insertion order
+        latest = (
+            f"SELECT DISTINCT ON ({keys}) {values} FROM {quote_double(staging)} AS s "
+            f"ORDER BY {keys}, s.ctid DESC"
+        )
+        if tuple(self.primary_key) == tuple(primary_key):
+            updates = ", ".join(
+                f"{quote_double(n)} = EXCLUDED.{quote_double(n)}"
+                for n in names
+                if n not in primary_key
+            )
+            action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+            sql = (
+                f"WITH applied AS (INSERT INTO {self.target} ({target_cols}) {latest} "
+                f"ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) "
+                "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
+                "FROM applied"
+            )
+            ((inserted, updated),) = _fetch(cur, sql)
+        else:  # no matching unique key on the table: delete the keys, then insert
+            match = " AND ".join(f"t.{quote_double(k)} = s.{quote_double(k)}" for k in primary_key)
+            cur.execute(
+                f"DELETE FROM {self.target} AS t USING {quote_double(staging)} AS s WHERE {match}"
+            )
+            updated = cur.rowcount if cur.rowcount and cur.rowcount > 0 else 0
+            cur.execute(f"INSERT INTO {self.target} ({target_cols}) {latest}")
+            ((total,),) = _fetch(
+                cur, f"SELECT count(DISTINCT ({keys})) FROM {quote_double(staging)}"
+            )
+            inserted = int(total) - int(updated)
+        return {"inserted": int(inserted), "updated": int(updated)}
+
+    def _cast(self, column: Column) -> str:
+        """The staged column converted to the target column's type."""
+        target = self.columns[column.name].pg_type
+        expr = f"s.{quote_double(column.name)}"
+        if target in ("jsonb", "json") and column.type.kind == "list":
+            return f"to_jsonb({expr})::{target}"
+        return f"{expr}::{target}"
+
+
+def _holds(current: PgColumn, incoming: LogicalType) -> bool:
+    """Whether the existing column can take the incoming type without change."""
+    have = current.logical
+    if current.pg_type.startswith("character varying(") and incoming.kind == "string":
+        return False  # a bounded varchar may be too short: widen it to text
+    if have == incoming or (
+        have.kind in ("json", "string") and incoming.kind in ("json", "string", "struct", "list")
+    ):
+        return True
+    if have.kind == "decimal" and incoming.kind == "decimal":
+        return have.precision is None or (
+            incoming.precision is not None
+            and (have.scale or 0) >= (incoming.scale or 0)
+            and have.precision - (have.scale or 0) >= incoming.precision - (incoming.scale or 0)
+        )
+    if have.kind == "timestamp" and incoming.kind == "timestamp":
+        return bool(have.tz) == bool(incoming.tz)
+    return (incoming.kind in WIDENINGS and have.kind in WIDENINGS[incoming.kind]) or (
+        have.kind == "list" and incoming.kind == "list"
+    )
+
+
+def _widens(current: PgColumn, incoming: LogicalType) -> bool:
+    """Whether the existing column can be widened in place to take the incoming type."""
+    have = current.logical
+    if have.kind == "string" and incoming.kind == "string":
+        return True  # varchar(n) -> text
+    if have.kind == "decimal" and incoming.kind == "decimal":
+        return incoming.precision is None or have.precision is not None
+    return incoming.kind in WIDENINGS.get(have.kind, ())
+
+
+def _ingestable(batches: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """Batches the ADBC ingest can write: structs (and lists holding them) as JSON text."""
+    import pyarrow as pa
+
+    def nested(dtype: pa.DataType) -> bool:
+        if pa.types.is_struct(dtype) or pa.types.is_map(dtype):
+            return True
+        return bool(pa.types.is_list(dtype) and nested(dtype.value_type))
+
+    to_json = [i for i, f in enumerate(batches.schema) if nested(f.type)]
+    if not to_json:
+        return batches
+    fields = [f.with_type(pa.string()) if i in to_json else f for i, f in enumerate(batches.schema)]
+    schema = pa.schema(fields)
+
+    def convert() -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            columns = [_json_text(c) if i in to_json else c for i, c in enumerate(batch.columns)]
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, convert())
+
+
+def _json_text(column: pa.Array[Any]) -> pa.Array[Any]:
+    """Nested values as JSON text (a Python loop: nested data is the slow path)."""
+    import json
+
+    import pyarrow as pa
+
+    return pa.array(
+        [
+            None if v is None else json.dumps(v, default=str, ensure_ascii=False)
+            for v in column.to_pylist()
+        ],
+        pa.string(),
+    )
+
+
+# --------------------------------------------------------------------------- factories
+
+
+def open_source(
+    conn: PostgresConnection,
+    spec: SourceSpec,
+    resources: RunResources,
+    batch_size: int,
+    parallelism: int = 1,
+) -> PostgresSource:
+    return PostgresSource(conn, spec, batch_size, parallelism, resources)
+
+
+def open_destination(
+    conn: PostgresConnection, spec: DestinationSpec, resources: RunResources
+) -> PostgresDestination:
+    return PostgresDestination(conn, spec)

@@ -1,0 +1,302 @@
+"""PostgreSQL source and destination against a real server (see tests/conftest.py)."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
+from deltaflow.config.connections import PostgresConnection
+from deltaflow.config.models import SourceSpec
+from deltaflow.connectors.base import RunResources
+from deltaflow.connectors.postgres import PostgresSource
+from deltaflow.errors import SchemaError
+from deltaflow.orchestration.runner import RunResult
+
+ALL_TYPES = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
+CREATE TABLE public.alltypes (
+  id bigint PRIMARY KEY, s smallint, i integer, n12 numeric(12,2), n numeric,
+  r real, d double precision, b boolean, t text, v varchar(20), c char(3), u uuid,
+  by bytea, dt date, tm time, ts timestamp, tstz timestamptz, iv interval,
+  j json, jb jsonb, ai integer[], at text[], m mood, p posint, pt point
+);
+INSERT INTO alltypes VALUES
+ (1, 1, 2, 12.30, 123456789012345678901234567890.123456789, 1.5, 'NaN', true,
+  'héllo ✓ 日本', 'v', 'ab', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff00',
+  '2024-02-29', '23:59:59.999999', '2024-01-01 12:00:00.123456',
+  '2024-01-01 12:00:00.123456+02', '1 year 2 mons 3 days 04:05:06.789',
+  '{"a": 1}', '{"b": [1, 2], "c": {"d": null}}', '{1,NULL,3}', '{}', 'happy', 5, '(1,2)'),
+ (2, -32768, -2147483648, -0.01, 0.000000001, '-Infinity', 'Infinity', false, '', '', '',
+  NULL, '', '0001-01-01', '00:00:00', '1970-01-01 00:00:00', '1970-01-01 00:00:00+00',
+  '-1 days', 'null', '[]', NULL, '{"a,b","c\\"d",NULL}', 'sad', 1, NULL),
+ (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+"""
+
+
+def sql(dsn: str, statement: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as con:
+        cursor = con.execute(statement)
+        return cursor.fetchall() if cursor.description else []
+
+
+def run(tmp_path: Path, text: str, **env: str) -> RunResult:
+    path = tmp_path / "pipeline.yml"
+    path.write_text(textwrap.dedent(text))
+    loaded = load_pipeline(path)
+    return run_pipeline(loaded, context=RunContext(), store=RunStore(tmp_path / "runs.db"))
+
+
+def pipeline(dsn: str, steps: str, duckdb: str = "wh.duckdb") -> str:
+    return f"""\
+pipeline_id: pg
+connections:
+  pg: {{type: postgres, dsn: "{dsn}"}}
+  wh: {{type: duckdb, path: {duckdb}}}
+steps:
+{textwrap.indent(textwrap.dedent(steps), "  ")}"""
+
+
+def as_text(dsn: str, table: str, columns: list[str]) -> list[tuple[object, ...]]:
+    select = ", ".join(f"{c}::jsonb::text" if c in ("j", "jb") else f"{c}::text" for c in columns)
+    return sql(dsn, f"SELECT {select} FROM {table} ORDER BY id")
+
+
+def test_every_type_round_trips_postgres_to_duckdb_to_postgres(
+    tmp_path: Path, pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sql(pg_dsn, ALL_TYPES)
+    caplog.set_level(logging.WARNING, logger="deltaflow")
+    result = run(
+        tmp_path,
+        pipeline(
+            pg_dsn,
+            """
+        - step_id: out
+          type: sync
+          source: {connection: pg, table: public.alltypes}
+          destination: {connection: wh, table: raw.alltypes}
+        - step_id: back
+          type: sync
+          source: {connection: wh, table: raw.alltypes}
+          destination: {connection: pg, table: copy.alltypes, nested: array,
+                        primary_key: [id]}
+        """,
+        ),
+    )
+
+    assert result.ok, result.error
+    columns = [
+        r[0]
+        for r in sql(
+            pg_dsn,
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'alltypes' AND table_schema = 'public' "
+            "ORDER BY ordinal_position",
+        )
+    ]
+    assert as_text(pg_dsn, "copy.alltypes", columns) == as_text(pg_dsn, "public.alltypes", columns)
+    assert "column pt: PostgreSQL type point has no logical type; reading it as text" in (
+        caplog.text
+    )
+    # exact types where both engines have them
+    types = dict(
+        sql(
+            pg_dsn,
+            "SELECT column_name, format_type(atttypid, atttypmod) FROM "
+            "information_schema.columns JOIN pg_attribute ON attname = column_name "
+            "AND attrelid = 'copy.alltypes'::regclass WHERE table_schema = 'copy'",
+        )
+    )
+    assert types["n12"] == "numeric(12,2)"
+    assert types["tstz"] == "timestamp with time zone"
+    assert types["ai"] == "integer[]"
+    assert types["iv"] == "interval"
+
+
+def test_parallel_ctid_splits_read_every_row_once(tmp_path: Path, pg_dsn: str) -> None:
+    sql(
+        pg_dsn,
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 200000) g",
+    )
+    source = PostgresSource(
+        PostgresConnection(type="postgres", dsn=pg_dsn),  # type: ignore[arg-type]
+        SourceSpec(connection="pg", table="big", splits=4),
+        10_000,
+        4,
+        RunResources(tmp_path, "r1"),
+    )
+    source.discover()
+    splits = source.splits()
+    ids = [i for split in splits for b in source.read(split) for i in b.column("id").to_pylist()]
+    RunResources.close(source.resources)
+
+    assert len(splits) == 4
+    assert sorted(ids) == list(range(1, 200_001))
+
+
+def test_merge_into_postgres_is_idempotent(tmp_path: Path, pg_dsn: str) -> None:
+    (tmp_path / "orders.csv").write_text("id,status\n1,new\n2,new\n2,paid\n3,new\n")
+    text = f"""\
+        pipeline_id: m
+        connections:
+          files: {{type: files}}
+          pg: {{type: postgres, dsn: "{pg_dsn}"}}
+        steps:
+          - step_id: orders
+            type: sync
+            source: {{connection: files, path: orders.csv}}
+            destination: {{connection: pg, table: shop.orders, write_mode: merge,
+                          primary_key: [id]}}
+        """
+    first, second = run(tmp_path, text), run(tmp_path, text)
+
+    assert first.ok, first.error
+    assert second.ok, second.error
+    assert sql(pg_dsn, "SELECT id, status FROM shop.orders ORDER BY id") == [
+        (1, "new"),
+        (2, "paid"),
+        (3, "new"),
+    ]  # the last row of a key wins
+    assert first.steps[0].details == {"inserted": 3, "updated": 0}
+    assert second.steps[0].details == {"inserted": 0, "updated": 3}
+
+
+def test_replace_and_append(tmp_path: Path, pg_dsn: str) -> None:
+    (tmp_path / "a.csv").write_text("id\n1\n2\n")
+    text = f"""\
+        pipeline_id: m
+        connections:
+          files: {{type: files}}
+          pg: {{type: postgres, dsn: "{pg_dsn}"}}
+        steps:
+          - {{step_id: a, type: sync, source: {{connection: files, path: a.csv}},
+              destination: {{connection: pg, table: t, write_mode: MODE}}}}
+        """
+    run(tmp_path, text.replace("MODE", "append"))
+    run(tmp_path, text.replace("MODE", "append"))
+    assert sql(pg_dsn, "SELECT count(*) FROM t") == [(4,)]
+    result = run(tmp_path, text.replace("MODE", "replace"))
+    assert result.ok
+    assert sql(pg_dsn, "SELECT count(*) FROM t") == [(2,)]
+    assert result.steps[0].table_rows == 2
+
+
+def test_identifiers_from_config_and_source_cannot_inject_sql(tmp_path: Path, pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE victim (id int)")
+    (tmp_path / "a.csv").write_text('id,"x""; DROP TABLE victim; --"\n1,2\n')
+    result = run(
+        tmp_path,
+        f"""\
+        pipeline_id: m
+        connections:
+          files: {{type: files}}
+          pg: {{type: postgres, dsn: "{pg_dsn}"}}
+        steps:
+          - step_id: a
+            type: sync
+            source: {{connection: files, path: a.csv}}
+            destination: {{connection: pg, table: 's"; DROP TABLE victim; --.t"x',
+                          write_mode: merge, primary_key: [id]}}
+        """,
+    )
+
+    assert result.ok, result.error
+    assert sql(pg_dsn, "SELECT count(*) FROM victim") == [(0,)]
+    assert sql(
+        pg_dsn, 'SELECT "x""; DROP TABLE victim; --" FROM "s""; DROP TABLE victim; --"."t""x"'
+    ) == [(2,)]
+
+
+def test_schema_evolution_adds_widens_and_rejects_narrowing(tmp_path: Path, pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE t (id integer PRIMARY KEY, name varchar(3), amount bigint)")
+    (tmp_path / "a.csv").write_text("id,name,extra\n5000000000,a long name,x\n")
+    text = f"""\
+        pipeline_id: m
+        connections:
+          files: {{type: files}}
+          pg: {{type: postgres, dsn: "{pg_dsn}"}}
+        steps:
+          - {{step_id: a, type: sync, source: {{connection: files, path: a.csv}},
+              destination: {{connection: pg, table: t, on_schema_change: POLICY}}}}
+        """
+    rejected = run(tmp_path, text.replace("POLICY", "add_columns"))
+    assert not rejected.ok
+    assert isinstance(rejected.error, SchemaError)
+    assert "column id of t is integer" in str(rejected.error)
+    assert "on_schema_change" in str(rejected.error)
+
+    evolved = run(tmp_path, text.replace("POLICY", "evolve"))
+    assert evolved.ok, evolved.error
+    types = dict(
+        sql(
+            pg_dsn,
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 't'",
+        )
+    )
+    assert types == {"id": "bigint", "name": "text", "amount": "bigint", "extra": "text"}
+    assert sql(pg_dsn, "SELECT id, name, extra FROM t") == [(5000000000, "a long name", "x")]
+
+    (tmp_path / "a.csv").write_text("id,amount\n1,1.5\n")
+    narrowing = run(tmp_path, text.replace("POLICY", "evolve"))
+    assert not narrowing.ok
+    assert "column amount of t is bigint in PostgreSQL but the source needs double precision" in (
+        str(narrowing.error)
+    )
+
+
+def test_gin_index_and_drop_existing(tmp_path: Path, pg_dsn: str) -> None:
+    (tmp_path / "e.jsonl").write_text('{"id": 1, "payload": {"a": 1}}\n')
+    text = f"""\
+        pipeline_id: m
+        connections:
+          files: {{type: files}}
+          pg: {{type: postgres, dsn: "{pg_dsn}"}}
+        steps:
+          - step_id: e
+            type: sync
+            source: {{connection: files, path: e.jsonl}}
+            destination:
+              connection: pg
+              table: events
+              drop_existing: true
+              primary_key: [id]
+              indexes: [{{columns: [payload], using: gin}}]
+        """
+    assert run(tmp_path, text).ok
+    assert run(tmp_path, text).ok  # dropped and reloaded: still one row
+    assert sql(pg_dsn, "SELECT id, payload->>'a' FROM events") == [(1, "1")]
+    indexes = sql(pg_dsn, "SELECT indexdef FROM pg_indexes WHERE tablename = 'events'")
+    assert any("USING gin (payload)" in i[0] for i in indexes)
+
+
+def test_connection_failure_is_retryable_and_hides_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PG_PASSWORD", "pw-Secret-8841")
+    result = run(
+        tmp_path,
+        """\
+        pipeline_id: m
+        connections:
+          pg: {type: postgres, host: 127.0.0.1, port: 1, user: me,
+               password: "${env:PG_PASSWORD}", connect_timeout: 2}
+          wh: {type: duckdb, path: wh.duckdb}
+        steps:
+          - {step_id: a, type: sync, source: {connection: pg, table: t},
+             destination: {connection: wh, table: t}}
+        """,
+    )
+
+    assert result.error is not None
+    assert result.error.code == "CONNECTION_FAILED"
+    assert result.error.retryable
+    stored = (tmp_path / "runs.db").read_bytes()
+    assert b"pw-Secret-8841" not in stored
+    assert "pw-Secret-8841" not in str(result.run.error_message)
