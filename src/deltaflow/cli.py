@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from deltaflow import __version__
@@ -44,7 +45,7 @@ MetadataOption = Annotated[
     typer.Option(
         "--metadata",
         envvar="DELTAFLOW_METADATA",
-        help="Run store file [default: .deltaflow/runs.db].",
+        help="Run store file \\[default: .deltaflow/runs.db].",
         show_default=False,
     ),
 ]
@@ -57,21 +58,20 @@ def _store(path: Path | None) -> Any:
 
 
 def _fail(error: DeltaFlowError, code: int = 1) -> typer.Exit:
-    err.print(
-        f"[bold red]error[/] [{error.code}] {redact(str(error))}", markup=True, soft_wrap=True
-    )
+    message = escape(f"[{error.code}] {redact(str(error))}")
+    err.print(f"[bold red]error[/] {message}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
 def _setup_logging(verbose: bool) -> None:
-    class Redact(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            record.msg, record.args = redact(record.getMessage()), ()
-            return True
+    class RedactingFormatter(logging.Formatter):
+        """Masks secrets in the whole formatted record, tracebacks included."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            return redact(super().format(record))
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(Redact())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("deltaflow")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -95,7 +95,7 @@ def run(
     configs: Annotated[
         Path | None,
         typer.Option(
-            help="Where pipeline ids are looked up [default: ./configs, else .].",
+            help="Where pipeline ids are looked up \\[default: ./configs, else .].",
             show_default=False,
         ),
     ] = None,
@@ -107,7 +107,7 @@ def run(
         dt.datetime | None,
         typer.Option(
             formats=["%Y-%m-%d"],
-            help="Date of the run, the {date} variable [default: today].",
+            help="Date of the run, the {date} variable \\[default: today, UTC].",
             show_default=False,
         ),
     ] = None,
@@ -224,8 +224,8 @@ def _print_result(result: RunResult) -> None:
     for s in result.steps:
         rate = int(s.rows_read / s.duration_s) if s.rows_read and s.duration_s else None
         table.add_row(
-            s.step_id,
-            s.stream or "",
+            escape(s.step_id),
+            escape(s.stream or ""),
             s.write_mode or "",
             _status(s.status),
             _n(s.rows_read),
@@ -323,8 +323,8 @@ def runs(
     for r in records:
         table.add_row(
             r.run_id,
-            r.pipeline_id,
-            r.tenant_id,
+            escape(r.pipeline_id),
+            escape(r.tenant_id),
             _status(r.status),
             r.started_at[:19].replace("T", " "),
             f"{r.duration_s:.2f}" if r.duration_s is not None else "",
@@ -374,12 +374,12 @@ def runs_show(
         "error",
     )
     for s in steps:
-        error = f"[{s.error_code}] {s.error_message}" if s.error_code else ""
+        error = escape(f"[{s.error_code}] {s.error_message}") if s.error_code else ""
         table.add_row(
-            s.step_id,
+            escape(s.step_id),
             s.step_type,
-            s.stream or "",
-            s.destination or "",
+            escape(s.stream or ""),
+            escape(s.destination or ""),
             s.write_mode or "",
             _status(s.status),
             _n(s.rows_read),

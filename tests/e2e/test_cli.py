@@ -149,6 +149,15 @@ def test_failing_step_exits_nonzero_and_is_recorded_as_failed(shop: Path) -> Non
     assert "SOURCE_ERROR" in listing.stdout
 
 
+def test_error_messages_keep_brackets(shop: Path) -> None:
+    (shop / "shop.yml").write_text(PIPELINE.replace("orders.parquet", "'[xy]/*.parquet'"))
+
+    result = deltaflow("run", "shop.yml", cwd=shop)
+
+    assert result.returncode == 1
+    assert "no files match '[xy]/*.parquet'" in result.stderr
+
+
 def test_planted_secrets_never_reach_output_logs_or_the_run_store(shop: Path) -> None:
     secrets_dir = shop / "secrets"
     secrets_dir.mkdir()

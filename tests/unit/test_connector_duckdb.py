@@ -18,7 +18,7 @@ from deltaflow.config.models import DestinationSpec, SourceSpec
 from deltaflow.connectors import open_destination, open_source
 from deltaflow.connectors.base import RunResources
 from deltaflow.connectors.duckdb import STAGING_PREFIX, DuckDBDestination, DuckDBSource, connect
-from deltaflow.errors import LoadError, SourceError
+from deltaflow.errors import LoadError, SourceError, UnsupportedTypeError
 from deltaflow.schema.types import TableSchema
 
 CONN = DuckDBConnection(type="duckdb", path="warehouse.duckdb")
@@ -637,3 +637,21 @@ def test_a_missing_table_is_not_looked_up_among_python_variables(
     # find it and fail with "Python Object ... not suitable" instead of a missing table.
     with pytest.raises(SourceError, match="qualified does not exist"):
         source(resources, table="qualified").discover()
+
+
+def test_a_query_source_applies_columns_and_where(tmp_path: Path) -> None:
+    resources = RunResources(tmp_path, "run-1")
+    db = connect(CONN, resources)
+    db.execute("CREATE TABLE t AS SELECT range AS id, range * 2 AS v FROM range(5)")
+    src = source(resources, query="SELECT * FROM t", columns=["v"], where="id > 2")
+    assert src.discover().names == ["v"]
+    assert [r for b in src.read(src.splits()[0]) for r in b.to_pylist()] == [{"v": 6}, {"v": 8}]
+
+
+@pytest.mark.parametrize("dtype", ["UHUGEINT", "TIMETZ", "BIT", "VARINT", "UHUGEINT[]"])
+def test_types_duckdb_cannot_export_intact_are_refused(tmp_path: Path, dtype: str) -> None:
+    resources = RunResources(tmp_path, "run-1")
+    connect(CONN, resources).execute(f"CREATE TABLE t (id INT, x {dtype})")
+    with pytest.raises(UnsupportedTypeError, match="column x of stream 't' is DuckDB") as info:
+        source(resources, table="t").discover()
+    assert info.value.hint == "read it with a query that casts it, e.g. x::VARCHAR"

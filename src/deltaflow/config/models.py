@@ -62,7 +62,7 @@ class DestinationSpec(Model):
     table: str | None = None
     """Table to write, optionally schema-qualified ('raw.orders'); created when missing."""
     path: str | None = None
-    """Output file for a files destination."""
+    """Directory a files destination writes its part files to."""
     format: FileFormat | None = None
     write_mode: WriteMode = "append"
     """append: add rows; replace: swap the whole table atomically; merge: upsert on primary_key."""

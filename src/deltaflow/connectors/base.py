@@ -71,9 +71,16 @@ class RunResources:
         return candidate if candidate.is_absolute() else self.base_dir / candidate
 
     def close(self) -> None:
+        """Close every handle, newest first; a failing close does not skip the others."""
+        failure: BaseException | None = None
         while self.closers:
-            self.closers.pop()()
+            try:
+                self.closers.pop()()
+            except BaseException as exc:  # keep closing; report the first failure
+                failure = failure or exc
         self.handles.clear()
+        if failure is not None:
+            raise failure
 
 
 def relay_failures(

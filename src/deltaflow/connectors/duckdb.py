@@ -17,7 +17,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.connectors.base import LoadResult, RunResources, Split, relay_failures
-from deltaflow.errors import DestinationError, LoadError, SchemaError, SourceError
+from deltaflow.errors import (
+    DestinationError,
+    LoadError,
+    SchemaError,
+    SourceError,
+    UnsupportedTypeError,
+)
 from deltaflow.schema.mappings import duckdb_type, quote_double
 from deltaflow.schema.types import TableSchema
 
@@ -35,6 +41,17 @@ STAGING_PREFIX = "__deltaflow_"
 #: of this size keep memory flat. All chunks of a load share one transaction.
 INSERT_CHUNK_ROWS = 1 << 20
 
+#: DuckDB types whose Arrow export loses or changes values, and what goes wrong.
+LOSSY_TYPES = {
+    "UHUGEINT": "values above 2^127 wrap around",
+    "TIME WITH TIME ZONE": "the offset is dropped",
+    "TIMETZ": "the offset is dropped",
+    "VARINT": "it arrives as raw bytes",
+    "BIGNUM": "it arrives as raw bytes",
+    "BIT": "it arrives as raw bytes",
+    "BITSTRING": "it arrives as raw bytes",
+}
+
 
 def connect(conn: DuckDBConnection, resources: RunResources) -> duckdb.DuckDBPyConnection:
     """The run's connection to this database file, opened once and shared."""
@@ -43,8 +60,6 @@ def connect(conn: DuckDBConnection, resources: RunResources) -> duckdb.DuckDBPyC
     path = conn.path if conn.path == ":memory:" else str(resources.resolve(conn.path))
     key = f"duckdb:{path}"
     if key not in resources.handles:
-        if path != ":memory:":
-            resources.resolve(conn.path).parent.mkdir(parents=True, exist_ok=True)
         # Without this, a missing table name is looked up among the calling Python frames'
         # variables (DuckDB's replacement scans) instead of failing as a missing table.
         config: dict[str, Any] = {"python_enable_replacements": False}
@@ -53,8 +68,10 @@ def connect(conn: DuckDBConnection, resources: RunResources) -> duckdb.DuckDBPyC
         if conn.threads:
             config["threads"] = conn.threads
         try:
+            if path != ":memory:":
+                resources.resolve(conn.path).parent.mkdir(parents=True, exist_ok=True)
             handle = duckdb.connect(path, config=config)
-        except duckdb.Error as exc:
+        except (duckdb.Error, OSError) as exc:
             raise DestinationError(
                 f"cannot open DuckDB database '{conn.path}': {exc}",
                 hint="check the path; another process may hold the file open",
@@ -92,21 +109,44 @@ class DuckDBSource:
         self.name = spec.stream or (spec.table or "query").split(".")[-1]
 
     def sql(self) -> str:
+        """The table, or the query as a subquery, with ``columns`` and ``where`` applied."""
         spec = self.spec
-        if spec.query:
-            return spec.query.strip().rstrip(";").rstrip()  # it is wrapped in a subquery
-        assert spec.table is not None
         cols = ", ".join(quote_double(c) for c in spec.columns) if spec.columns else "*"
         where = f" WHERE {spec.where}" if spec.where else ""
+        if spec.query:
+            # Newlines: a query ending in a -- comment must not comment out the ')'.
+            query = spec.query.strip().rstrip(";").rstrip()
+            return f"SELECT {cols} FROM (\n{query}\n) AS q{where}"
+        assert spec.table is not None
         return f"SELECT {cols} FROM {quoted(*qualified(spec.table))}{where}"
 
     def discover(self) -> TableSchema:
-        # Newlines: a query ending in a -- comment must not comment out the ')'.
+        self._check_types()
         reader = self._execute(f"SELECT * FROM (\n{self.sql()}\n) LIMIT 0")
         # The key spelled as the stream spells it; none when 'columns' left part of it out.
         names = {name.lower(): name for name in reader.schema.names}
         key = tuple(names.get(k.lower(), "") for k in self._primary_key())
         return TableSchema.from_arrow(reader.schema, key if all(key) else ())
+
+    def _check_types(self) -> None:
+        """Refuse the DuckDB types whose Arrow form would change their values."""
+        import duckdb
+
+        try:
+            described = self.db.cursor().sql(f"DESCRIBE (\n{self.sql()}\n)").fetchall()
+        except duckdb.Error as exc:
+            raise SourceError(
+                f"DuckDB source '{self.name}' failed: {exc}",
+                hint="check the table name, columns and SQL",
+            ) from exc
+        for name, dtype, *_ in described:
+            lossy = next((t for t in LOSSY_TYPES if t in str(dtype).upper()), None)
+            if lossy:
+                raise UnsupportedTypeError(
+                    f"column {name} of stream '{self.name}' is DuckDB {dtype}, which would "
+                    f"not arrive intact ({LOSSY_TYPES[lossy]})",
+                    hint=f"read it with a query that casts it, e.g. {name}::VARCHAR",
+                )
 
     def splits(self) -> list[Split]:
         return [Split(0)]

@@ -66,6 +66,7 @@ class FilesSource:
         self.batch_size = batch_size
         self.name = spec.stream or _stream_name(spec.path)
         self._schema: pa.Schema | None = None
+        self.file_schema: pa.Schema | None = None  # every column the files hold
 
     def files(self) -> list[str]:
         matches = sorted(p for p in glob.glob(self.pattern, recursive=True) if os.path.isfile(p))
@@ -78,6 +79,7 @@ class FilesSource:
 
     def discover(self) -> TableSchema:
         schema: pa.Schema = _READERS[self.format].schema(self, self.files())
+        self.file_schema = schema
         if self.spec.columns:
             missing = [c for c in self.spec.columns if c not in schema.names]
             if missing:
@@ -218,6 +220,7 @@ class _Csv:
                 strings_can_be_null=True,
                 column_types=schema,
                 include_columns=schema.names if schema else None,
+                include_missing_columns=True,  # a column another file lacks reads as NULL
             ),
         }
 
@@ -225,8 +228,11 @@ class _Csv:
     def schema(source: FilesSource, files: list[str]) -> pa.Schema:
         import pyarrow.csv as csv
 
-        with _read_errors(files[0], "csv"), csv.open_csv(files[0], **_Csv.options(source)) as r:
-            return r.schema
+        def first_block(file: str) -> pa.Schema:
+            with _read_errors(file, "csv"), csv.open_csv(file, **_Csv.options(source)) as r:
+                return r.schema
+
+        return _union([first_block(f) for f in files])
 
     @staticmethod
     def splits(source: FilesSource, files: list[str]) -> list[Split]:
@@ -246,8 +252,12 @@ class _JsonLines:
         import pyarrow.json as pj
 
         options = pj.ReadOptions(block_size=1 << 22)
-        with _read_errors(files[0], "jsonl"), pj.open_json(files[0], read_options=options) as r:
-            return r.schema
+
+        def first_block(file: str) -> pa.Schema:
+            with _read_errors(file, "jsonl"), pj.open_json(file, read_options=options) as r:
+                return r.schema
+
+        return _union([first_block(f) for f in files])
 
     @staticmethod
     def splits(source: FilesSource, files: list[str]) -> list[Split]:
@@ -257,13 +267,56 @@ class _JsonLines:
     def read(source: FilesSource, split: Split, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         import pyarrow.json as pj
 
-        options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-        with pj.open_json(
-            split.params["file"],
-            parse_options=options,
-            read_options=pj.ReadOptions(block_size=1 << 22),
-        ) as reader:
-            yield from _rebatch(reader, source.batch_size)
+        # A field missing from the inferred schema fails loudly: ignoring it would drop data.
+        options = pj.ParseOptions(
+            explicit_schema=source.file_schema or schema, unexpected_field_behavior="error"
+        )
+        try:
+            with pj.open_json(
+                split.params["file"],
+                parse_options=options,
+                read_options=pj.ReadOptions(block_size=1 << 22),
+            ) as reader:
+                yield from _rebatch(reader, source.batch_size)
+        except ValueError as exc:
+            if "unexpected field" not in str(exc).lower():
+                raise
+            raise SourceError(
+                f"{split.params['file']}: {exc}; the columns were inferred from the first "
+                "4 MB of each file and this field first appears later",
+                hint="put a record that has every field near the start of the file, or "
+                "convert the file to Parquet",
+            ) from exc
+
+
+def _union(schemas: list[pa.Schema]) -> pa.Schema:
+    """One schema for all files: every file's fields, types promoted where Arrow can and
+    text where the files disagree; a column NULL in every inferred block is text too."""
+    import pyarrow as pa
+
+    types: dict[str, pa.DataType] = {}
+    for schema in schemas:
+        for field in schema:
+            seen = types.get(field.name)
+            types[field.name] = field.type if seen is None else _promote(seen, field.type)
+    return pa.schema(
+        [(name, pa.string() if pa.types.is_null(t) else t) for name, t in types.items()]
+    )
+
+
+def _promote(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    import pyarrow as pa
+
+    if a.equals(b):
+        return a
+    try:
+        merged = pa.unify_schemas(
+            [pa.schema([("x", a)]), pa.schema([("x", b)])], promote_options="permissive"
+        )
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.string()
+    promoted: pa.DataType = merged.field("x").type
+    return promoted
 
 
 def _rebatch(reader: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
@@ -300,11 +353,7 @@ class FilesDestination:
             target = self.directory.with_name(f".{self.directory.name}.{self.run_id}.new")
             shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True, exist_ok=True)
-        part = target / f"part-{self.run_id}{SUFFIX[self.format]}"
-        if part.exists():
-            raise DestinationError(
-                f"{part} already exists", hint="each run writes its own part; use a new run id"
-            )
+        part = _new_part(target, self.run_id, SUFFIX[self.format])
         tmp = part.with_name(f".{part.name}.tmp")
         try:
             rows = _WRITERS[self.format](batches, tmp)
@@ -325,6 +374,15 @@ class FilesDestination:
         import pyarrow.parquet as pq
 
         return sum(pq.read_metadata(p).num_rows for p in self.directory.glob("*.parquet"))
+
+
+def _new_part(directory: Path, run_id: str, suffix: str) -> Path:
+    """``part-<run id>``, numbered when the run already wrote a part (a second step)."""
+    part, number = directory / f"part-{run_id}{suffix}", 1
+    while part.exists():
+        number += 1
+        part = directory / f"part-{run_id}-{number}{suffix}"
+    return part
 
 
 def _swap_directory(new: Path, current: Path) -> None:

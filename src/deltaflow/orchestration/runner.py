@@ -64,18 +64,38 @@ def run_pipeline(
     resources = RunResources(loaded.base_dir, context.run_id)
     try:
         for position, step in enumerate(steps):
-            record, error = _run_step(step, position, loaded, resources, observer, store)
+            record = _start_step(step, position, resources.run_id, store)
             result.steps.append(record)
+            error = _run_step(record, step, loaded, resources, observer, store)
             if error is not None:
                 result.error = error
                 break
     except KeyboardInterrupt:
-        result.error = StepFailedError("interrupted", code="RUN_CANCELLED")
+        result.error = CANCELLED
+        raise
+    except BaseException as exc:  # never record a run that blew up as succeeded
+        result.error = _classify(exc)
         raise
     finally:
-        resources.close()
-        _finish(result, steps, started, store)
+        try:
+            resources.close()
+        finally:
+            _finish(result, steps, started, store)
     return result
+
+
+CANCELLED = StepFailedError("interrupted (Ctrl-C)", code="RUN_CANCELLED")
+
+
+def _classify(exc: BaseException) -> DeltaFlowError:
+    """A DeltaFlowError as is; anything else as an INTERNAL_ERROR naming its type."""
+    if isinstance(exc, DeltaFlowError):
+        return exc
+    return StepFailedError(
+        f"{type(exc).__name__}: {exc}",
+        code="INTERNAL_ERROR",
+        hint="this is unexpected; rerun with --verbose and report it",
+    )
 
 
 def select_steps(steps: Sequence[SyncStep], only: Sequence[str]) -> list[SyncStep]:
@@ -91,16 +111,9 @@ def select_steps(steps: Sequence[SyncStep], only: Sequence[str]) -> list[SyncSte
     return [s for s in steps if s.step_id in only]
 
 
-def _run_step(
-    step: SyncStep,
-    position: int,
-    loaded: LoadedPipeline,
-    resources: RunResources,
-    observer: Observer | None,
-    store: RunStore,
-) -> tuple[StepRecord, DeltaFlowError | None]:
+def _start_step(step: SyncStep, position: int, run_id: str, store: RunStore) -> StepRecord:
     record = StepRecord(
-        resources.run_id,
+        run_id,
         step.step_id,
         step.type,
         "running",
@@ -109,6 +122,17 @@ def _run_step(
         write_mode=step.destination.write_mode,
     )
     store.save_step(record)
+    return record
+
+
+def _run_step(
+    record: StepRecord,
+    step: SyncStep,
+    loaded: LoadedPipeline,
+    resources: RunResources,
+    observer: Observer | None,
+    store: RunStore,
+) -> DeltaFlowError | None:
     started = time.monotonic()
     error: DeltaFlowError | None = None
     try:
@@ -117,21 +141,32 @@ def _run_step(
         record.stream, record.destination = outcome.stream, outcome.destination
         record.rows_read, record.rows_loaded = outcome.rows_read, outcome.rows_loaded
         record.table_rows, record.details = outcome.table_rows, outcome.details
-    except DeltaFlowError as exc:
-        error = exc
+    except KeyboardInterrupt:
+        _end_step(record, "cancelled", CANCELLED, started, store)
+        raise
     except Exception as exc:  # an unexpected error still fails only this run, recorded
-        log.debug("step %s failed", step.step_id, exc_info=True)
-        error = StepFailedError(
-            f"{type(exc).__name__}: {exc}",
-            code="INTERNAL_ERROR",
-            hint="this is unexpected; rerun with --verbose and report it",
-        )
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # a driver wrapped the Ctrl-C
+            _end_step(record, "cancelled", CANCELLED, started, store)
+            raise KeyboardInterrupt from exc
+        if not isinstance(exc, DeltaFlowError):
+            log.debug("step %s failed", step.step_id, exc_info=True)
+        error = _classify(exc)
+    _end_step(record, "failed" if error else "succeeded", error, started, store)
+    return error
+
+
+def _end_step(
+    record: StepRecord,
+    status: str,
+    error: DeltaFlowError | None,
+    started: float,
+    store: RunStore,
+) -> None:
+    record.status = status
     if error is not None:
-        record.status = "failed"
         record.error_code, record.error_message = error.code, redact(str(error))
     record.ended_at, record.duration_s = _now(), round(time.monotonic() - started, 3)
     store.save_step(record)
-    return record, error
 
 
 def _finish(result: RunResult, steps: Sequence[SyncStep], started: float, store: RunStore) -> None:
