@@ -63,6 +63,17 @@ steps:
 {textwrap.indent(textwrap.dedent(steps), "  ")}"""
 
 
+def files_to_pg(dsn: str, steps: str) -> str:
+    """A pipeline from the test's files into PostgreSQL."""
+    return textwrap.dedent(f"""\
+        pipeline_id: m
+        connections:
+          files: {{type: files}}
+          pg: {{type: postgres, dsn: "{dsn}"}}
+        steps:
+        """) + textwrap.indent(textwrap.dedent(steps), "  ")
+
+
 def as_text(dsn: str, table: str, columns: list[str]) -> list[tuple[object, ...]]:
     select = ", ".join(f"{c}::jsonb::text" if c in ("j", "jb") else f"{c}::text" for c in columns)
     return sql(dsn, f"SELECT {select} FROM {table} ORDER BY id")
@@ -143,18 +154,16 @@ def test_parallel_ctid_splits_read_every_row_once(tmp_path: Path, pg_dsn: str) -
 
 def test_merge_into_postgres_is_idempotent(tmp_path: Path, pg_dsn: str) -> None:
     (tmp_path / "orders.csv").write_text("id,status\n1,new\n2,new\n2,paid\n3,new\n")
-    text = f"""\
-        pipeline_id: m
-        connections:
-          files: {{type: files}}
-          pg: {{type: postgres, dsn: "{pg_dsn}"}}
-        steps:
+    text = files_to_pg(
+        pg_dsn,
+        """\
           - step_id: orders
             type: sync
-            source: {{connection: files, path: orders.csv}}
-            destination: {{connection: pg, table: shop.orders, write_mode: merge,
-                          primary_key: [id]}}
-        """
+            source: {connection: files, path: orders.csv}
+            destination: {connection: pg, table: shop.orders, write_mode: merge,
+                          primary_key: [id]}
+        """,
+    )
     first, second = run(tmp_path, text), run(tmp_path, text)
 
     assert first.ok, first.error
@@ -170,15 +179,13 @@ def test_merge_into_postgres_is_idempotent(tmp_path: Path, pg_dsn: str) -> None:
 
 def test_replace_and_append(tmp_path: Path, pg_dsn: str) -> None:
     (tmp_path / "a.csv").write_text("id\n1\n2\n")
-    text = f"""\
-        pipeline_id: m
-        connections:
-          files: {{type: files}}
-          pg: {{type: postgres, dsn: "{pg_dsn}"}}
-        steps:
-          - {{step_id: a, type: sync, source: {{connection: files, path: a.csv}},
-              destination: {{connection: pg, table: t, write_mode: MODE}}}}
-        """
+    text = files_to_pg(
+        pg_dsn,
+        """\
+          - {step_id: a, type: sync, source: {connection: files, path: a.csv},
+              destination: {connection: pg, table: t, write_mode: MODE}}
+        """,
+    )
     run(tmp_path, text.replace("MODE", "append"))
     run(tmp_path, text.replace("MODE", "append"))
     assert sql(pg_dsn, "SELECT count(*) FROM t") == [(4,)]
@@ -193,18 +200,16 @@ def test_identifiers_from_config_and_source_cannot_inject_sql(tmp_path: Path, pg
     (tmp_path / "a.csv").write_text('id,"x""; DROP TABLE victim; --"\n1,2\n')
     result = run(
         tmp_path,
-        f"""\
-        pipeline_id: m
-        connections:
-          files: {{type: files}}
-          pg: {{type: postgres, dsn: "{pg_dsn}"}}
-        steps:
+        files_to_pg(
+            pg_dsn,
+            """\
           - step_id: a
             type: sync
-            source: {{connection: files, path: a.csv}}
-            destination: {{connection: pg, table: 's"; DROP TABLE victim; --.t"x',
-                          write_mode: merge, primary_key: [id]}}
+            source: {connection: files, path: a.csv}
+            destination: {connection: pg, table: 's"; DROP TABLE victim; --.t"x',
+                          write_mode: merge, primary_key: [id]}
         """,
+        ),
     )
 
     assert result.ok, result.error
@@ -217,15 +222,13 @@ def test_identifiers_from_config_and_source_cannot_inject_sql(tmp_path: Path, pg
 def test_schema_evolution_adds_widens_and_rejects_narrowing(tmp_path: Path, pg_dsn: str) -> None:
     sql(pg_dsn, "CREATE TABLE t (id integer PRIMARY KEY, name varchar(3), amount bigint)")
     (tmp_path / "a.csv").write_text("id,name,extra\n5000000000,a long name,x\n")
-    text = f"""\
-        pipeline_id: m
-        connections:
-          files: {{type: files}}
-          pg: {{type: postgres, dsn: "{pg_dsn}"}}
-        steps:
-          - {{step_id: a, type: sync, source: {{connection: files, path: a.csv}},
-              destination: {{connection: pg, table: t, on_schema_change: POLICY}}}}
-        """
+    text = files_to_pg(
+        pg_dsn,
+        """\
+          - {step_id: a, type: sync, source: {connection: files, path: a.csv},
+              destination: {connection: pg, table: t, on_schema_change: POLICY}}
+        """,
+    )
     rejected = run(tmp_path, text.replace("POLICY", "add_columns"))
     assert not rejected.ok
     assert isinstance(rejected.error, SchemaError)
@@ -253,22 +256,20 @@ def test_schema_evolution_adds_widens_and_rejects_narrowing(tmp_path: Path, pg_d
 
 def test_gin_index_and_drop_existing(tmp_path: Path, pg_dsn: str) -> None:
     (tmp_path / "e.jsonl").write_text('{"id": 1, "payload": {"a": 1}}\n')
-    text = f"""\
-        pipeline_id: m
-        connections:
-          files: {{type: files}}
-          pg: {{type: postgres, dsn: "{pg_dsn}"}}
-        steps:
+    text = files_to_pg(
+        pg_dsn,
+        """\
           - step_id: e
             type: sync
-            source: {{connection: files, path: e.jsonl}}
+            source: {connection: files, path: e.jsonl}
             destination:
               connection: pg
               table: events
               drop_existing: true
               primary_key: [id]
-              indexes: [{{columns: [payload], using: gin}}]
-        """
+              indexes: [{columns: [payload], using: gin}]
+        """,
+    )
     assert run(tmp_path, text).ok
     assert run(tmp_path, text).ok  # dropped and reloaded: still one row
     assert sql(pg_dsn, "SELECT id, payload->>'a' FROM events") == [(1, "1")]

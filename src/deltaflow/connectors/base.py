@@ -12,11 +12,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from deltaflow.errors import SchemaError
+from deltaflow.schema.mappings import quote_double
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from deltaflow.config.connections import WriteMode
     from deltaflow.schema.types import TableSchema
+
+
+def split_table(name: str, default_schema: str) -> tuple[str, str]:
+    """``raw.orders`` -> ("raw", "orders"); a bare name lives in ``default_schema``."""
+    parts = name.split(".")
+    if len(parts) == 1 and parts[0]:
+        return default_schema, parts[0]
+    if len(parts) == 2 and all(parts):
+        return parts[0], parts[1]
+    raise SchemaError(
+        f"table name '{name}' is not 'table' or 'schema.table'", hint="write e.g. 'raw.orders'"
+    )
+
+
+def quoted(schema: str, table: str) -> str:
+    """``"schema"."table"``, each part quoted so that no name can inject SQL."""
+    return f"{quote_double(schema)}.{quote_double(table)}"
 
 
 @dataclass(frozen=True)

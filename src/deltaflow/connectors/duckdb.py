@@ -16,11 +16,17 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from deltaflow.connectors.base import LoadResult, RunResources, Split, relay_failures
+from deltaflow.connectors.base import (
+    LoadResult,
+    RunResources,
+    Split,
+    quoted,
+    relay_failures,
+    split_table,
+)
 from deltaflow.errors import (
     DestinationError,
     LoadError,
-    SchemaError,
     SourceError,
     UnsupportedTypeError,
 )
@@ -83,19 +89,8 @@ def connect(conn: DuckDBConnection, resources: RunResources) -> duckdb.DuckDBPyC
 
 
 def qualified(name: str) -> tuple[str, str]:
-    """``raw.orders`` -> ("raw", "orders"); a bare name lives in schema ``main``."""
-    parts = name.split(".")
-    if len(parts) == 1:
-        return "main", parts[0]
-    if len(parts) == 2 and all(parts):
-        return parts[0], parts[1]
-    raise SchemaError(
-        f"table name '{name}' is not 'table' or 'schema.table'", hint="write e.g. 'raw.orders'"
-    )
-
-
-def quoted(schema: str, table: str) -> str:
-    return f"{quote_double(schema)}.{quote_double(table)}"
+    """``a.b`` -> ("a", "b"); a bare name lives in schema ``main``."""
+    return split_table(name, "main")
 
 
 # --------------------------------------------------------------------------- source

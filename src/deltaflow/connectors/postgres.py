@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from deltaflow.config.secrets import remember
-from deltaflow.connectors.base import LoadResult, RunResources, Split, relay_failures
+from deltaflow.connectors.base import (
+    LoadResult,
+    RunResources,
+    Split,
+    quoted,
+    relay_failures,
+    split_table,
+)
 from deltaflow.errors import (
     ConnectionFailedError,
     LoadError,
@@ -62,19 +69,8 @@ def connect(conn: PostgresConnection) -> Any:
 
 
 def qualified(name: str) -> tuple[str, str]:
-    """``sales.orders`` -> ("sales", "orders"); a bare name lives in schema ``public``."""
-    parts = name.split(".")
-    if len(parts) == 1 and parts[0]:
-        return "public", parts[0]
-    if len(parts) == 2 and all(parts):
-        return parts[0], parts[1]
-    raise SchemaError(
-        f"table name '{name}' is not 'table' or 'schema.table'", hint="write e.g. 'sales.orders'"
-    )
-
-
-def quoted(schema: str, table: str) -> str:
-    return f"{quote_double(schema)}.{quote_double(table)}"
+    """``a.b`` -> ("a", "b"); a bare name lives in schema ``public``."""
+    return split_table(name, "public")
 
 
 # --------------------------------------------------------------------------- catalog
