@@ -7,12 +7,12 @@ evolves the table and loads a stream of batches atomically with the chosen write
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from deltaflow.errors import SchemaError
+from deltaflow.errors import LoadError, SchemaError
 from deltaflow.schema.mappings import quote_double
 
 if TYPE_CHECKING:
@@ -37,6 +37,28 @@ def split_table(name: str, default_schema: str) -> tuple[str, str]:
 def quoted(schema: str, table: str) -> str:
     """``"schema"."table"``, each part quoted so that no name can inject SQL."""
     return f"{quote_double(schema)}.{quote_double(table)}"
+
+
+def check_merge_keys(
+    table: str, primary_key: tuple[str, ...], count_nulls: Callable[[str], int]
+) -> None:
+    """Refuse a merge without a key, or with staged rows whose key holds a NULL.
+
+    ``count_nulls`` runs ``SELECT count(*) FROM <staging> WHERE <condition>``."""
+    if not primary_key:
+        raise LoadError(
+            f"write_mode merge into {table} needs a primary key",
+            hint="set destination.primary_key, or use write_mode append or replace",
+            code="LOAD_NO_PRIMARY_KEY",
+        )
+    nulls = count_nulls(" OR ".join(f"{quote_double(k)} IS NULL" for k in primary_key))
+    if nulls:
+        keys = ", ".join(quote_double(k) for k in primary_key)
+        raise LoadError(
+            f"{nulls} rows have NULL in the primary key ({keys}) of {table}",
+            hint="merge needs a complete primary key; filter or fix those rows",
+            code="LOAD_NULL_PRIMARY_KEY",
+        )
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from deltaflow.connectors.base import (
     LoadResult,
     RunResources,
     Split,
+    check_merge_keys,
     quoted,
     relay_failures,
     split_table,
@@ -285,27 +286,15 @@ class DuckDBDestination:
         incoming: TableSchema,
         primary_key: tuple[str, ...],
     ) -> dict[str, int]:
-        if not primary_key:
-            raise LoadError(
-                f"write_mode merge into {self.name} needs a primary key",
-                hint="set destination.primary_key, or use write_mode append or replace",
-                code="LOAD_NO_PRIMARY_KEY",
-            )
         staged = self._staging_table()
         keys = ", ".join(quote_double(k) for k in primary_key)
         cur.execute(f"CREATE TABLE {staged} AS SELECT * FROM {self.target} LIMIT 0")
         staged_rows = self._insert(cur, staged, batches)
-        nulls = _scalar(
-            cur,
-            f"SELECT count(*) FROM {staged} WHERE "
-            + " OR ".join(f"{quote_double(k)} IS NULL" for k in primary_key),
+        check_merge_keys(
+            self.name,
+            primary_key,
+            lambda where: _scalar(cur, f"SELECT count(*) FROM {staged} WHERE {where}"),
         )
-        if nulls:
-            raise LoadError(
-                f"{nulls} rows have NULL in the primary key ({keys}) of {self.name}",
-                hint="merge needs a complete primary key; filter or fix those rows",
-                code="LOAD_NULL_PRIMARY_KEY",
-            )
         # Keep the last row of each key (rowid follows arrival order), then swap the keys.
         cur.execute(
             f"DELETE FROM {staged} WHERE rowid NOT IN "

@@ -26,6 +26,7 @@ from deltaflow.connectors.base import (
     LoadResult,
     RunResources,
     Split,
+    check_merge_keys,
     quoted,
     relay_failures,
     split_table,
@@ -514,23 +515,14 @@ class PostgresDestination:
         values: str,
         primary_key: tuple[str, ...],
     ) -> dict[str, int]:
-        if not primary_key:
-            raise LoadError(
-                f"write_mode merge into {self.name} needs a primary key",
-                hint="set destination.primary_key",
-                code="LOAD_NO_PRIMARY_KEY",
-            )
-        keys = ", ".join(quote_double(k) for k in primary_key)
-        null_check = " OR ".join(f"{quote_double(k)} IS NULL" for k in primary_key)
-        ((nulls,),) = _fetch(
-            cur, f"SELECT count(*) FROM {quote_double(staging)} WHERE {null_check}"
+        check_merge_keys(
+            self.name,
+            primary_key,
+            lambda where: int(
+                _fetch(cur, f"SELECT count(*) FROM {quote_double(staging)} WHERE {where}")[0][0]
+            ),
         )
-        if nulls:
-            raise LoadError(
-                f"{nulls} rows have NULL in the primary key ({keys}) of {self.name}",
-                hint="merge needs a complete primary key; filter or fix those rows",
-                code="LOAD_NULL_PRIMARY_KEY",
-            )
+        keys = ", ".join(quote_double(k) for k in primary_key)
         # the last row of each key wins: ctid follows the staging table's insertion order
         latest = (
             f"SELECT DISTINCT ON ({keys}) {values} FROM {quote_double(staging)} AS s "
