@@ -132,9 +132,16 @@ COPY_JOB = textwrap.dedent("""
 
 
 def job(code: str, *args: str, python: str = sys.executable) -> dict[str, float]:
-    out = subprocess.run(
-        [python, "-c", code, *args], check=True, capture_output=True, text=True, cwd=ROOT
-    )
+    return _json_line([python, "-c", code, *args])
+
+
+def _json_line(command: list[str]) -> dict[str, float]:
+    """Run a job; its last stdout line is its result. A failure shows the job's stderr."""
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    if out.returncode != 0:
+        raise SystemExit(
+            f"job failed ({out.returncode}): {' '.join(command[:2])} ...\n{out.stderr[-3000:]}"
+        )
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -200,7 +207,7 @@ def measure(dsn: str, rows: int, work: Path, with_dlt: bool) -> dict[str, dict[s
         )
     if with_dlt:
         for destination in ("duckdb", "parquet"):
-            out = subprocess.run(
+            results[f"dlt_to_{destination}"] = _json_line(
                 [
                     str(DLT_PYTHON),
                     str(HERE / "dlt_peer.py"),
@@ -212,13 +219,8 @@ def measure(dsn: str, rows: int, work: Path, with_dlt: bool) -> dict[str, dict[s
                     destination,
                     "--workdir",
                     str(work / f"dlt_{destination}"),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
+                ]
             )
-            results[f"dlt_to_{destination}"] = json.loads(out.stdout.strip().splitlines()[-1])
     for name, r in results.items():
         if int(r["rows"]) != rows:
             raise SystemExit(f"{name}: expected {rows} rows, got {r['rows']}")
