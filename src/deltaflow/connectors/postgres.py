@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("deltaflow.postgres")
 
 STAGING_PREFIX = "__deltaflow_"
-ADBC_BATCH_BYTES = 8 << 20
 
 
 def connect(conn: PostgresConnection) -> Any:
@@ -319,11 +318,6 @@ class PostgresSource:
                 if self.snapshot:
                     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     cur.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
-                # Smaller driver batches than its 16 MB default: a batch is sliced to
-                # batch_size rows, and every slice keeps the whole driver batch alive.
-                cur.adbc_statement.set_options(
-                    **{"adbc.postgresql.batch_size_hint_bytes": str(ADBC_BATCH_BYTES)}
-                )
                 cur.execute(self.sql(split))
                 reader = cur.fetch_record_batch()
                 for batch in reader:
