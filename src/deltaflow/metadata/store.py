@@ -81,13 +81,17 @@ def default_store_path() -> Path:
 class RunStore:
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self._ready = False
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in a transaction; the tables are created on first use."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(self.path, timeout=30)
         try:
-            con.executescript(_SCHEMA)
+            if not self._ready:
+                con.executescript(_SCHEMA)
+                self._ready = True
             with con:
                 yield con
         finally:
