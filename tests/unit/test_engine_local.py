@@ -190,3 +190,58 @@ def test_abandoning_after_an_error_does_not_open_remaining_splits() -> None:
     assert not wait_for_no_reader_threads()
     with source.lock:
         assert sorted(source.opened) in ([0], [0, 1])
+
+
+# Unordered reads: batches in arrival order, every reader kept busy.
+
+
+def test_unordered_delivers_every_batch_once() -> None:
+    source = FakeSource(batches=5, delay=lambda split, batch: 0.001 * ((5 - split) % 4))
+    out = tags(read_splits(source, make_splits(7), 3, ordered=False))
+    assert sorted(out) == [(s, b) for s in range(7) for b in range(5)]
+    # Within one split, batches keep their order.
+    for split in range(7):
+        assert [b for s, b in out if s == split] == list(range(5))
+
+
+def test_unordered_does_not_wait_for_a_slow_first_split() -> None:
+    # Split 0 is slow; split 1 is fast and holds far more batches than a queue. An ordered
+    # read parks split 1 behind split 0; unordered lets all of it through first.
+    many = 4 * QUEUE_DEPTH
+    source = FakeSource(batches=many, delay=lambda split, batch: 0.01 if split == 0 else 0.0)
+    out = tags(read_splits(source, make_splits(2), 2, ordered=False))
+    assert sorted(out) == [(s, b) for s in range(2) for b in range(many)]
+    assert out.index((1, many - 1)) < out.index((0, many - 1))
+
+
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_unordered_memory_is_bounded(parallelism: int) -> None:
+    source = FakeSource(batches=40)
+    consumed = 0
+    most_outstanding = 0
+    for _ in read_splits(source, make_splits(6), parallelism, ordered=False):
+        consumed += 1
+        with source.lock:
+            most_outstanding = max(most_outstanding, source.produced - consumed)
+        time.sleep(0.002)
+    assert consumed == 6 * 40
+    assert QUEUE_DEPTH <= most_outstanding <= parallelism * QUEUE_DEPTH + parallelism
+
+
+def test_unordered_error_reaches_the_consumer() -> None:
+    source = FakeSource(batches=3, fail_at=(2, 1))
+    with pytest.raises(Boom, match="split 2 failed at batch 1"):
+        list(read_splits(source, make_splits(5), 2, ordered=False))
+    assert not wait_for_no_reader_threads()
+
+
+def test_unordered_closing_early_stops_the_readers() -> None:
+    source = FakeSource(batches=None)
+    batches = read_splits(source, make_splits(10), 3, ordered=False)
+    for _ in range(5):
+        next(batches)
+    batches.close()
+    assert not wait_for_no_reader_threads(timeout=1.0)
+    with source.lock:
+        assert sorted(source.opened) == sorted(source.closed)
+        assert set(source.opened) <= {0, 1, 2}

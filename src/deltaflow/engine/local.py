@@ -1,10 +1,12 @@
-"""The local engine: read a stream's splits on threads, hand batches on in split order.
+"""The local engine: read a stream's splits on threads and hand their batches on.
 
-Up to ``parallelism`` splits are read at once, each into its own bounded queue; the
-consumer drains the queues in split order. So memory holds at most
-``parallelism * (queue_depth + 1)`` batches (a full queue plus the batch its reader is
-waiting to put) whatever the table size, and the output order is the same on every run
-(a merge keeps the last row of a key deterministically).
+Up to ``parallelism`` splits are read at once. Ordered (the default), each split has its
+own bounded queue and the consumer drains the queues in split order, so the output order
+is the same on every run (a merge keeps the last row of a key deterministically); a
+later split can run ahead only as far as its queue. Unordered, all readers share one
+bounded queue and the consumer takes batches as they come, which keeps every reader busy.
+Either way memory holds at most ``parallelism * (queue_depth + 1)`` batches whatever the
+table size.
 """
 
 from __future__ import annotations
@@ -34,9 +36,19 @@ def read_splits(
     splits: list[Split],
     parallelism: int,
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
+    *,
+    ordered: bool = True,
 ) -> Generator[pa.RecordBatch, None, None]:
-    """Every batch of every split, in split order, read ``parallelism`` splits at a time."""
+    """Every batch of every split, read ``parallelism`` splits at a time.
+
+    ``ordered`` hands batches on in split order; otherwise in the order they arrive, which
+    keeps every reader busy (an ordered read lets a later split run ahead only as far as
+    its queue).
+    """
     parallelism = max(1, parallelism)  # 0 would start no reader and wait forever
+    if not ordered:
+        yield from _unordered(source, splits, parallelism, on_batch)
+        return
     stop = threading.Event()
     queues: list[queue.Queue[Any]] = [queue.Queue(QUEUE_DEPTH) for _ in splits]
     with ThreadPoolExecutor(parallelism, thread_name_prefix="deltaflow-read") as pool:
@@ -52,6 +64,25 @@ def read_splits(
             stop.set()
             for q in queues:  # unblock producers waiting on a full queue
                 _empty(q)
+
+
+def _unordered(
+    source: Source,
+    splits: list[Split],
+    parallelism: int,
+    on_batch: Callable[[pa.RecordBatch], None] | None,
+) -> Generator[pa.RecordBatch, None, None]:
+    stop = threading.Event()
+    shared: queue.Queue[Any] = queue.Queue(parallelism * QUEUE_DEPTH)
+    with ThreadPoolExecutor(parallelism, thread_name_prefix="deltaflow-read") as pool:
+        for split in splits:
+            pool.submit(_produce, source, split, shared, stop)
+        try:
+            for _ in splits:
+                yield from _drain(shared, on_batch)
+        finally:
+            stop.set()
+            _empty(shared)
 
 
 def _take(indices: Iterator[int], count: int) -> list[int]:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from deltaflow.config.models import Pipeline, SyncStep
     from deltaflow.connectors.base import RunResources
+    from deltaflow.schema.types import TableSchema
 
 
 class Observer(Protocol):
@@ -78,7 +79,9 @@ def run_sync(
 
     known = [s.rows for s in splits]
     observer.stream_started(stream, None if None in known else sum(known))  # type: ignore[arg-type]
-    batches = read_splits(source, splits, parallelism, count)
+    batches = read_splits(
+        source, splits, parallelism, count, ordered=_order_matters(step, schema, primary_key)
+    )
     target = schema.to_arrow()
     try:
         reader = pa.RecordBatchReader.from_batches(target, (_conform(b, target) for b in batches))
@@ -94,6 +97,15 @@ def run_sync(
 
 def _conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
     return batch if batch.schema.equals(target) else batch.cast(target)
+
+
+def _order_matters(step: SyncStep, schema: TableSchema, primary_key: tuple[str, ...]) -> bool:
+    """A merge keeps the last row of a key, so rows must arrive in the same order on every
+    run, unless the source's own primary key already makes every merge key unique."""
+    if step.destination.write_mode != "merge":
+        return False
+    unique = bool(schema.primary_key) and set(schema.primary_key) <= set(primary_key)
+    return not unique
 
 
 def _check_keys(primary_key: tuple[str, ...], columns: list[str], stream: str) -> None:
