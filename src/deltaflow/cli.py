@@ -31,10 +31,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+state_app = typer.Typer(
+    help="Incremental state (watermarks) of a pipeline's steps: show, set, reset.",
+    no_args_is_help=True,
+)
 runs_app = typer.Typer(
     help="List recent runs, or show one with its steps.", invoke_without_command=True
 )
 app.add_typer(runs_app, name="runs")
+app.add_typer(state_app, name="state")
 
 # Piped output is not cut to 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -111,6 +116,34 @@ def run(
             show_default=False,
         ),
     ] = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Incremental steps: ignore the watermark, reload everything (the table is "
+            "replaced and a new watermark committed with it).",
+        ),
+    ] = False,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Incremental steps: read from this cursor value (inclusive), e.g. "
+            "2024-05-01T00:00:00+00:00 or 1000; a backfill, the watermark never moves back.",
+            show_default=False,
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            help="Incremental steps: read up to this cursor value (exclusive) "
+            "\\[default: now minus safety_lag].",
+            show_default=False,
+        ),
+    ] = None,
+    incremental_cursor: Annotated[
+        str | None,
+        typer.Option(help="Incremental steps: use this cursor column.", show_default=False),
+    ] = None,
     metadata: MetadataOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
@@ -119,9 +152,17 @@ def run(
     from deltaflow.config.loader import RunContext, load_pipeline
     from deltaflow.config.variables import parse_assignments
     from deltaflow.orchestration.runner import run_pipeline
+    from deltaflow.sync.incremental import SyncOptions
 
     _setup_logging(verbose)
-    context = RunContext(tenant_id=tenant, run_date=run_date.date() if run_date else None)
+    if full_refresh and start:
+        err.print("error: --full-refresh and --start contradict each other; pass one")
+        raise typer.Exit(2)
+    context = RunContext(
+        tenant_id=tenant,
+        run_date=run_date.date() if run_date else None,
+        sync=SyncOptions(full_refresh, start, end, incremental_cursor),
+    )
     try:
         loaded = load_pipeline(
             pipeline, configs=configs, cli_vars=parse_assignments(var or []), context=context
@@ -237,6 +278,19 @@ def _print_result(result: RunResult) -> None:
             _n(rate),
         )
     out.print(table)
+    for s in result.steps:
+        if s.details.get("incremental"):
+            out.print(escape(f"{s.step_id}: {_incremental_line(s.details['incremental'])}"))
+
+
+def _incremental_line(plan: dict[str, Any]) -> str:
+    window = f"[{plan.get('start') or 'beginning'}, {plan.get('end') or 'no end'})"
+    parts = [f"{plan['mode']} on {plan['cursor']} {window}: {plan['reason']}"]
+    parts.append(f"NULL cursors {plan.get('null_cursor_rows', 0):,}")
+    if plan.get("already_loaded"):
+        parts.append(f"already loaded at the watermark {plan['already_loaded']:,}")
+    parts.append(f"watermark {plan.get('watermark') or 'none'}")
+    return "; ".join(parts)
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -388,6 +442,112 @@ def runs_show(
             error,
         )
     out.print(table)
+    for s in steps:
+        if s.details.get("incremental"):
+            out.print(escape(f"{s.step_id}: {_incremental_line(s.details['incremental'])}"))
+
+
+# --------------------------------------------------------------------------- state
+
+PipelineArgument = Annotated[
+    str, typer.Argument(help="Pipeline file, or pipeline id (looked up under --configs).")
+]
+ConfigsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where pipeline ids are looked up \\[default: ./configs, else .].", show_default=False
+    ),
+]
+
+
+def _loaded(pipeline: str, configs: Path | None) -> Any:
+    from deltaflow.config.loader import load_pipeline
+
+    return load_pipeline(pipeline, configs=configs)
+
+
+@state_app.command("show")
+def state_show(
+    pipeline: PipelineArgument,
+    step: Annotated[str | None, typer.Argument(help="Only this step.")] = None,
+    configs: ConfigsOption = None,
+) -> None:
+    """Show the watermark of each incremental step, as committed in its destination."""
+    from deltaflow.sync import state
+
+    try:
+        found = state.show(_loaded(pipeline, configs), [step] if step else [])
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
+    table = _table(
+        "Incremental state",
+        "step",
+        "destination",
+        "stream",
+        "cursor",
+        "watermark",
+        "rows at watermark>",
+        "run",
+        "updated",
+    )
+    for entry in found:
+        if not entry.records:
+            table.add_row(
+                escape(entry.step_id), escape(entry.destination), "", "", "none yet", "", "", ""
+            )
+        for r in entry.records:
+            table.add_row(
+                escape(entry.step_id),
+                escape(entry.destination),
+                escape(r.key.rsplit("/", 1)[-1]),
+                escape(r.cursor),
+                r.watermark or "",
+                _n(len(r.boundary)),
+                escape(r.run_id),
+                r.updated_at[:19].replace("T", " "),
+            )
+    out.print(table)
+
+
+@state_app.command("set")
+def state_set(
+    pipeline: PipelineArgument,
+    step: Annotated[str, typer.Argument(help="The incremental step.")],
+    value: Annotated[
+        str,
+        typer.Option(
+            "--value",
+            help="The new watermark: the next run reads from it (inclusive). An ISO 8601 "
+            "time (without an offset it is in the step's timezone) or an integer.",
+        ),
+    ],
+    configs: ConfigsOption = None,
+) -> None:
+    """Set a step's watermark, e.g. to re-read from a point in time."""
+    from deltaflow.sync import state
+
+    try:
+        record = state.set_watermark(_loaded(pipeline, configs), step, value)
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
+    out.print(f"{escape(step)}: watermark set to {record.watermark}")
+
+
+@state_app.command("reset")
+def state_reset(
+    pipeline: PipelineArgument,
+    step: Annotated[str | None, typer.Argument(help="Only this step.")] = None,
+    configs: ConfigsOption = None,
+) -> None:
+    """Forget the watermark: the next run starts from MAX(cursor) of the destination, or
+    by the on_empty rule when it is empty (use 'run --full-refresh' to reload)."""
+    from deltaflow.sync import state
+
+    try:
+        removed = state.reset(_loaded(pipeline, configs), [step] if step else [])
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
+    out.print(f"removed {removed} state record(s)")
 
 
 def _status(status: str) -> str:

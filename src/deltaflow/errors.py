@@ -30,7 +30,7 @@ import difflib
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
-Category = Literal["config", "connector", "schema", "load", "run", "internal"]
+Category = Literal["config", "connector", "schema", "data", "load", "run", "internal"]
 
 __all__ = [
     "Category",
@@ -197,6 +197,13 @@ class UnsupportedTypeError(SchemaError):
 class LoadError(DeltaFlowError):
     code = "LOAD_FAILED"
     category = "load"
+
+
+class DataError(DeltaFlowError):
+    """Rows that break the step's rules (e.g. a NULL cursor with null_cursor: fail)."""
+
+    code = "DATA_ERROR"
+    category = "data"
 
 
 class StepFailedError(DeltaFlowError):

@@ -24,6 +24,8 @@ class ConnectionBase(Model):
     required_source: ClassVar[tuple[frozenset[str], ...]] = ()
     required_destination: ClassVar[tuple[frozenset[str], ...]] = ()
     write_modes: ClassVar[tuple[WriteMode, ...]] = ()
+    keeps_state: ClassVar[bool] = False
+    """A transactional destination: incremental state commits with the rows."""
 
     description: str = ""
     """What this connection is for."""
@@ -42,6 +44,7 @@ class DuckDBConnection(ConnectionBase):
     required_source = (frozenset({"table", "query"}),)
     required_destination = (frozenset({"table"}),)
     write_modes = ("append", "replace", "merge")
+    keeps_state = True
 
     type: Literal["duckdb"]
     path: str = "warehouse.duckdb"
@@ -84,6 +87,7 @@ class PostgresConnection(ConnectionBase):
     required_source = (frozenset({"table", "query"}),)
     required_destination = (frozenset({"table"}),)
     write_modes = ("append", "replace", "merge")
+    keeps_state = True
 
     type: Literal["postgres"]
     dsn: SecretStr | None = None

@@ -20,7 +20,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from deltaflow.config import secrets, variables
 from deltaflow.config._yaml import Document, format_path, parse
 from deltaflow.config.connections import CONNECTION_MODELS, Connection, ConnectionBase
-from deltaflow.config.models import STEP_TYPES, DestinationSpec, Pipeline, SourceSpec
+from deltaflow.config.models import (
+    STEP_TYPES,
+    DestinationSpec,
+    IncrementalSpec,
+    Pipeline,
+    SourceSpec,
+)
 from deltaflow.errors import (
     ConfigValidationError,
     Diagnostic,
@@ -28,6 +34,7 @@ from deltaflow.errors import (
     VariableError,
     did_you_mean,
 )
+from deltaflow.sync.incremental import SyncOptions
 
 Loc = tuple[str | int, ...]
 _Connections = dict[str, ConnectionBase | None]
@@ -35,12 +42,14 @@ _Connections = dict[str, ConnectionBase | None]
 
 @dataclass(frozen=True)
 class RunContext:
-    """The built-in variables of one run."""
+    """The built-in variables of one run, and its run-time options."""
 
     tenant_id: str = "default"
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     run_date: dt.date | None = None
+    sync: SyncOptions = field(default_factory=SyncOptions)
+    """Overrides of incremental settings (--full-refresh, --start, --end, ...)."""
 
     def variables(self) -> dict[str, str]:
         """``tenant_id``, ``run_id``, ``run_date`` (the start time, UTC, ISO 8601) and
@@ -588,6 +597,47 @@ def _check_sync(connections: _Connections, step: dict[str, Any], loc: Loc, repor
                 )
         if isinstance(spec, DestinationSpec):
             _check_write_mode(spec, conn, (*loc, role), report)
+            _check_incremental(step, spec, conn, loc, report)
+
+
+def _check_incremental(
+    step: dict[str, Any], dest: DestinationSpec, conn: ConnectionBase, loc: Loc, report: _Report
+) -> None:
+    raw = step.get("incremental")
+    if not isinstance(raw, dict):
+        return
+    try:
+        spec = IncrementalSpec.model_validate(raw)
+    except ValidationError:
+        return  # reported by the model validation
+    where = (*loc, "incremental")
+    if not conn.keeps_state:
+        report.add(
+            where,
+            f"a {conn.kind} destination cannot keep incremental state with its rows",
+            "load incrementally into duckdb or postgres",
+        )
+    if dest.write_mode == "replace":
+        report.add(
+            where,
+            "an incremental step cannot use write_mode 'replace' (each run would keep only "
+            "its window)",
+            "use write_mode merge (or append); --full-refresh reloads everything",
+        )
+    elif dest.write_mode == "append":
+        if spec.lookback_value():
+            report.add(
+                (*where, "lookback"),
+                "lookback re-reads rows already loaded, which append would duplicate",
+                "use write_mode merge with a primary_key, or remove lookback",
+            )
+        if spec.null_cursor == "load":
+            report.add(
+                (*where, "null_cursor"),
+                "null_cursor 'load' reads NULL-cursor rows on every run, which append would "
+                "duplicate",
+                "use write_mode merge with a primary_key, or null_cursor skip",
+            )
 
 
 def _connection(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import zoneinfo
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from deltaflow.config._base import Model
 from deltaflow.config.connections import Connection, FileFormat, WriteMode
@@ -80,6 +82,74 @@ class DestinationSpec(Model):
     columns; 'evolve' also widens types (int -> bigint, varchar(n) -> text, ...)."""
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration_seconds(value: str | int | float) -> float:
+    """'90s', '15m', '2h', '1d', '500ms' or a number of seconds -> seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(
+            f"'{value}' is not a duration; write a number and a unit: 500ms, 90s, 15m, 2h, 1d"
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+
+
+class IncrementalSpec(Model):
+    """Load only what changed since the last run, exactly once (see the README)."""
+
+    cursor: str = Field(min_length=1)
+    """Column that grows when a row is added or changed (e.g. updated_at, or an id)."""
+    cursor_type: Literal["timestamp", "integer"] = "timestamp"
+    on_empty: Literal["full", "fallback"] = "full"
+    """With no state and an empty destination: load everything, or the last fallback_days."""
+    fallback_days: int = Field(default=7, ge=1, le=36_500)
+    lookback: str | int = 0
+    """Re-read this far behind the watermark on every run, for rows that commit late
+    ('15m'; for an integer cursor, a number). Needs write_mode merge."""
+    safety_lag: str | int = 0
+    """Read only up to now minus this, leaving the newest rows to the next run ('30s')."""
+    null_cursor: Literal["skip", "load", "fail"] = "fail"
+    """Rows whose cursor is NULL: skip them (counted), load them on every run (needs
+    write_mode merge), or fail the step."""
+    timezone: str = "UTC"
+    """Time zone of a cursor stored without one (timestamp without time zone)."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone '{value}'; use an IANA name such as UTC or Europe/Berlin"
+            ) from None
+        return value
+
+    @field_validator("lookback", "safety_lag")
+    @classmethod
+    def _duration(cls, value: str | int) -> str | int:
+        if duration_seconds(value) < 0:
+            raise ValueError("a duration cannot be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _integer_durations(self) -> IncrementalSpec:
+        for name in ("lookback", "safety_lag"):
+            if self.cursor_type == "integer" and not isinstance(getattr(self, name), int):
+                raise ValueError(f"{name} of an integer cursor is a number of cursor units")
+        return self
+
+    def lookback_value(self) -> float:
+        return duration_seconds(self.lookback)
+
+    def safety_lag_value(self) -> float:
+        return duration_seconds(self.safety_lag)
+
+
 class SyncStep(Model):
     """Copy one stream from a source to a destination."""
 
@@ -95,6 +165,8 @@ class SyncStep(Model):
     """Rows per Arrow record batch."""
     parallelism: int | None = Field(default=None, ge=1, le=64)
     """Splits read at once (default: the number of cores, at most 4)."""
+    incremental: IncrementalSpec | None = None
+    """Load only rows whose cursor moved past the last run's watermark."""
 
 
 Step = Annotated[SyncStep, Field(discriminator="type")]

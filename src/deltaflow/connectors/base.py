@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from deltaflow.errors import LoadError, SchemaError
 from deltaflow.schema.mappings import quote_double
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from deltaflow.config.connections import WriteMode
     from deltaflow.schema.types import TableSchema
+    from deltaflow.sync.incremental import SyncOptions
 
 
 def split_table(name: str, default_schema: str) -> tuple[str, str]:
@@ -90,8 +91,27 @@ class Destination(Protocol):
 
     def prepare(self, schema: TableSchema) -> None: ...
     def load(
-        self, batches: pa.RecordBatchReader, write_mode: WriteMode, primary_key: tuple[str, ...]
-    ) -> LoadResult: ...
+        self,
+        batches: pa.RecordBatchReader,
+        write_mode: WriteMode,
+        primary_key: tuple[str, ...],
+        state: Callable[[], StateRecord | None] | None = None,
+    ) -> LoadResult:
+        """Load atomically; ``state()``, called after the rows are in and before the
+        commit, gives the incremental state to commit with them."""
+        ...
+
+
+@runtime_checkable
+class StatefulDestination(Destination, Protocol):
+    """A transactional destination that keeps incremental state next to the table."""
+
+    def read_states(self, prefix: str) -> list[StateRecord]: ...
+    def write_state(self, record: StateRecord) -> None: ...
+    def delete_states(self, prefix: str) -> int: ...
+    def cursor_max(self, column: str) -> Any:
+        """MAX(column) of the table; None when the table is missing or empty."""
+        ...
 
 
 @dataclass
@@ -104,6 +124,7 @@ class RunResources:
 
     base_dir: Path
     run_id: str
+    options: SyncOptions = field(default_factory=lambda: _sync_options())
     handles: dict[str, Any] = field(default_factory=dict)
     closers: list[Any] = field(default_factory=list)
 
@@ -125,6 +146,12 @@ class RunResources:
             raise failure
 
 
+def _sync_options() -> SyncOptions:
+    from deltaflow.sync.incremental import SyncOptions
+
+    return SyncOptions()
+
+
 def relay_failures(
     batches: pa.RecordBatchReader, failures: list[BaseException]
 ) -> pa.RecordBatchReader:
@@ -143,3 +170,64 @@ def relay_failures(
             raise
 
     return pa.RecordBatchReader.from_batches(batches.schema, relay())
+
+
+# --------------------------------------------------------------------------- incremental state
+
+STATE_TABLE = "_deltaflow_state"
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    """One stream's incremental state, as kept in the destination's state table."""
+
+    key: str  # pipeline_id/step_id/stream
+    cursor: str
+    watermark: str | None
+    boundary: tuple[str, ...] = ()
+    run_id: str = ""
+    updated_at: str = ""
+
+
+def state_table_sql(table: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} (state_key VARCHAR PRIMARY KEY, cursor VARCHAR, "
+        "watermark VARCHAR, boundary VARCHAR, run_id VARCHAR, updated_at VARCHAR)"
+    )
+
+
+def state_upsert_sql(table: str) -> str:
+    """Parameters $1..$6: key, cursor, watermark, boundary (JSON list), run id, time."""
+    return (
+        f"INSERT INTO {table} (state_key, cursor, watermark, boundary, run_id, updated_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (state_key) DO UPDATE SET "
+        "cursor = excluded.cursor, watermark = excluded.watermark, "
+        "boundary = excluded.boundary, run_id = excluded.run_id, "
+        "updated_at = excluded.updated_at"
+    )
+
+
+def state_params(record: StateRecord) -> list[Any]:
+    import datetime as dt
+    import json
+
+    return [
+        record.key,
+        record.cursor,
+        record.watermark,
+        json.dumps(sorted(record.boundary)),
+        record.run_id,
+        record.updated_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    ]
+
+
+def state_from_row(row: tuple[Any, ...]) -> StateRecord:
+    import json
+
+    key, cursor, watermark, boundary, run_id, updated_at = row
+    return StateRecord(
+        key, cursor, watermark, tuple(json.loads(boundary or "[]")), run_id or "", updated_at or ""
+    )
+
+
+STATE_COLUMNS = "state_key, cursor, watermark, boundary, run_id, updated_at"

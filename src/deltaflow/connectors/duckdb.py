@@ -13,17 +13,24 @@ leaves the table as it was:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.connectors.base import (
+    STATE_COLUMNS,
+    STATE_TABLE,
     LoadResult,
     RunResources,
     Split,
+    StateRecord,
     check_merge_keys,
     quoted,
     relay_failures,
     split_table,
+    state_from_row,
+    state_params,
+    state_table_sql,
+    state_upsert_sql,
 )
 from deltaflow.errors import (
     DestinationError,
@@ -31,8 +38,10 @@ from deltaflow.errors import (
     SourceError,
     UnsupportedTypeError,
 )
+from deltaflow.faults import crash_point
 from deltaflow.schema.mappings import duckdb_type, quote_double
 from deltaflow.schema.types import TableSchema
+from deltaflow.sync.incremental import CursorWindow, bind_placeholders, has_placeholders
 
 if TYPE_CHECKING:
     import duckdb
@@ -103,12 +112,24 @@ class DuckDBSource:
         self.spec = spec
         self.batch_size = batch_size
         self.name = spec.stream or (spec.table or "query").split(".")[-1]
+        self.window: CursorWindow | None = None
+        self.schema: TableSchema | None = None
+
+    def restrict(self, window: CursorWindow) -> None:
+        """Read only the rows of this cursor window (and those with a NULL cursor)."""
+        self.window = window
 
     def sql(self) -> str:
         """The table, or the query as a subquery, with ``columns`` and ``where`` applied."""
         spec = self.spec
         cols = ", ".join(quote_double(c) for c in spec.columns) if spec.columns else "*"
-        where = f" WHERE {spec.where}" if spec.where else ""
+        conditions = [f"({spec.where})"] if spec.where else []
+        column = self.schema.column(self.window.cursor) if self.schema and self.window else None
+        if self.window and column and not has_placeholders(spec.query):
+            conditions.append(
+                self.window.predicate(quote_double(column.name), column.type.kind, column.type.tz)
+            )
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         if spec.query:
             # Newlines: a query ending in a -- comment must not comment out the ')'.
             query = spec.query.strip().rstrip(";").rstrip()
@@ -116,20 +137,36 @@ class DuckDBSource:
         assert spec.table is not None
         return f"SELECT {cols} FROM {quoted(*qualified(spec.table))}{where}"
 
+    def _params(self) -> list[Any]:
+        if not has_placeholders(self.spec.query):
+            return []
+        if self.window is None:
+            raise SourceError(
+                f"the query of stream '{self.name}' uses {{start_timestamp}}/{{end_timestamp}}, "
+                "which only an incremental step fills in",
+                hint="add 'incremental: {cursor: <column>}' to the step",
+            )
+        return bind_placeholders(self.spec.query or "", self.window.placeholder_values())[1]
+
+    def _bound_sql(self, sql: str) -> str:
+        return bind_placeholders(sql, {"start_timestamp": None, "end_timestamp": None})[0]
+
     def discover(self) -> TableSchema:
         self._check_types()
         reader = self._execute(f"SELECT * FROM (\n{self.sql()}\n) LIMIT 0")
         # The key spelled as the stream spells it; none when 'columns' left part of it out.
         names = {name.lower(): name for name in reader.schema.names}
         key = tuple(names.get(k.lower(), "") for k in self._primary_key())
-        return TableSchema.from_arrow(reader.schema, key if all(key) else ())
+        self.schema = TableSchema.from_arrow(reader.schema, key if all(key) else ())
+        return self.schema
 
     def _check_types(self) -> None:
         """Refuse the DuckDB types whose Arrow form would change their values."""
         import duckdb
 
         try:
-            described = self.db.cursor().sql(f"DESCRIBE (\n{self.sql()}\n)").fetchall()
+            sql = f"DESCRIBE (\n{self._bound_sql(self.sql())}\n)"
+            described = self.db.cursor().sql(sql, params=self._params() or None).fetchall()
         except duckdb.Error as exc:
             raise SourceError(
                 f"DuckDB source '{self.name}' failed: {exc}",
@@ -163,7 +200,8 @@ class DuckDBSource:
         import duckdb
 
         try:
-            return self.db.cursor().sql(sql).to_arrow_reader(self.batch_size)
+            relation = self.db.cursor().sql(self._bound_sql(sql), params=self._params() or None)
+            return relation.to_arrow_reader(self.batch_size)
         except duckdb.Error as exc:
             raise SourceError(
                 f"DuckDB source '{self.name}' failed: {exc}",
@@ -228,7 +266,11 @@ class DuckDBDestination:
                 )
 
     def load(
-        self, batches: pa.RecordBatchReader, write_mode: WriteMode, primary_key: tuple[str, ...]
+        self,
+        batches: pa.RecordBatchReader,
+        write_mode: WriteMode,
+        primary_key: tuple[str, ...],
+        state: Callable[[], StateRecord | None] | None = None,
     ) -> LoadResult:
         import duckdb
 
@@ -239,7 +281,12 @@ class DuckDBDestination:
         try:
             incoming = TableSchema.from_arrow(batches.schema)
             details = _APPLY[write_mode](self, cur, scannable, incoming, primary_key)
+            record = state() if state else None
+            if record is not None:
+                self._put_state(cur, record)
+            crash_point("after_load_before_commit")
             cur.execute("COMMIT")
+            crash_point("after_commit")
         except BaseException as exc:
             cur.execute("ROLLBACK")
             if upstream:  # the batches failed (e.g. a source error): DuckDB only relayed it
@@ -252,6 +299,56 @@ class DuckDBDestination:
             raise
         (count,) = cur.execute(f"SELECT count(*) FROM {self.target}").fetchone() or (0,)
         return LoadResult(details.pop("rows_loaded"), int(count), details)
+
+    # Incremental state, in a table next to the destination table.
+
+    def _state_table(self) -> str:
+        return quoted(self.schema_name, STATE_TABLE)
+
+    def _put_state(self, cur: duckdb.DuckDBPyConnection, record: StateRecord) -> None:
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_double(self.schema_name)}")
+        cur.execute(state_table_sql(self._state_table()))
+        cur.execute(state_upsert_sql(self._state_table()), state_params(record))
+
+    def _has(self, table: str) -> bool:
+        found = self.db.cursor().execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $1 AND table_name = $2",
+            [self.schema_name, table],
+        )
+        return bool((found.fetchone() or (0,))[0])
+
+    def read_states(self, prefix: str) -> list[StateRecord]:
+        if not self._has(STATE_TABLE):
+            return []
+        rows = (
+            self.db.cursor()
+            .execute(
+                f"SELECT {STATE_COLUMNS} FROM {self._state_table()} "
+                "WHERE starts_with(state_key, $1) ORDER BY state_key",
+                [prefix],
+            )
+            .fetchall()
+        )
+        return [state_from_row(row) for row in rows]
+
+    def write_state(self, record: StateRecord) -> None:
+        cur = self.db.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        self._put_state(cur, record)
+        cur.execute("COMMIT")
+
+    def delete_states(self, prefix: str) -> int:
+        if not self._has(STATE_TABLE):
+            return 0
+        sql = f"DELETE FROM {self._state_table()} WHERE starts_with(state_key, $1)"
+        return _scalar(self.db.cursor(), sql, [prefix])
+
+    def cursor_max(self, column: str) -> Any:
+        if not self._has(self.table) or column not in self.columns():
+            return None
+        # Through Arrow: DuckDB's own Python conversion of TIMESTAMPTZ needs pytz.
+        sql = f"SELECT max({quote_double(column)}) FROM {self.target}"
+        return self.db.cursor().execute(sql).to_arrow_table().column(0)[0].as_py()
 
     # Each write mode runs inside the load's transaction and returns its counts.
 
@@ -393,8 +490,8 @@ def _scannable(batches: pa.RecordBatchReader) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, (b.cast(schema) for b in batches))
 
 
-def _scalar(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = cur.execute(sql).fetchone()
+def _scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
+    row = cur.execute(sql, params).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,13 +23,20 @@ from urllib.parse import urlsplit
 
 from deltaflow.config.secrets import remember
 from deltaflow.connectors.base import (
+    STATE_COLUMNS,
+    STATE_TABLE,
     LoadResult,
     RunResources,
     Split,
+    StateRecord,
     check_merge_keys,
     quoted,
     relay_failures,
     split_table,
+    state_from_row,
+    state_params,
+    state_table_sql,
+    state_upsert_sql,
 )
 from deltaflow.errors import (
     ConnectionFailedError,
@@ -38,8 +45,10 @@ from deltaflow.errors import (
     SourceError,
     did_you_mean,
 )
+from deltaflow.faults import crash_point
 from deltaflow.schema.mappings import postgres_logical, postgres_type, quote_double
 from deltaflow.schema.types import Column, LogicalType, TableSchema
+from deltaflow.sync.incremental import CursorWindow, bind_placeholders, has_placeholders
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -193,6 +202,11 @@ class PostgresSource:
         self.name = spec.stream or (spec.table or "").split(".")[-1] or "query"
         self.columns: list[PgColumn] = []
         self.snapshot: str | None = None
+        self.window: CursorWindow | None = None
+
+    def restrict(self, window: CursorWindow) -> None:
+        """Read only the rows of this cursor window (and those with a NULL cursor)."""
+        self.window = window
 
     def discover(self) -> TableSchema:
         with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
@@ -231,7 +245,8 @@ class PostgresSource:
     def _describe_query(self, cur: Any) -> list[PgColumn]:
         """A query's columns, from the types of a zero-row result."""
         try:
-            cur.execute(f"SELECT * FROM ({_strip(self.spec.query or '')}) AS q LIMIT 0")
+            sql, params = self._query()
+            _execute(cur, f"SELECT * FROM ({sql}) AS q LIMIT 0", params)
             schema = cur.fetch_arrow_table().schema
         except Exception as exc:
             raise SourceError(
@@ -298,16 +313,44 @@ class PostgresSource:
             else quote_double(c.name)
             for c in self.columns
         )
+        window = self._window_predicate()
         if self.spec.query:
-            return f"SELECT {select} FROM ({_strip(self.spec.query)}) AS q"
+            query, _ = self._query()
+            clause = f" WHERE {window}" if window else ""
+            return f"SELECT {select} FROM ({query}) AS q{clause}"
         assert self.spec.table is not None
         where = [f"({self.spec.where})"] if self.spec.where else []
+        if window:
+            where.append(window)
         if split is not None and "first_page" in split.params:
             where.append(f"ctid >= '({int(split.params['first_page'])},0)'::tid")
             if split.params["end_page"] is not None:
                 where.append(f"ctid < '({int(split.params['end_page'])},0)'::tid")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         return f"SELECT {select} FROM {quoted(*qualified(self.spec.table))}{clause}"
+
+    def _query(self) -> tuple[str, list[Any]]:
+        """The custom query, its {start_timestamp}/{end_timestamp} bound as parameters."""
+        query = _strip(self.spec.query or "")
+        if not has_placeholders(query):
+            return query, []
+        if self.window is None:
+            raise SourceError(
+                f"the query of stream '{self.name}' uses {{start_timestamp}}/{{end_timestamp}}, "
+                "which only an incremental step fills in",
+                hint="add 'incremental: {cursor: <column>}' to the step",
+            )
+        return bind_placeholders(query, self.window.placeholder_values())
+
+    def _window_predicate(self) -> str | None:
+        """The window on the cursor column; a query with placeholders filters itself."""
+        if self.window is None or has_placeholders(self.spec.query):
+            return None
+        column = next((c for c in self.columns if c.name == self.window.cursor), None)
+        if column is None:
+            return None  # reported by the sync (the cursor is not in the stream)
+        kind, tz = column.logical.kind, column.logical.tz
+        return self.window.predicate(quote_double(column.name), kind, tz)
 
     def read(self, split: Split) -> Iterator[pa.RecordBatch]:
         target = TableSchema(
@@ -318,7 +361,7 @@ class PostgresSource:
                 if self.snapshot:
                     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     cur.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
-                cur.execute(self.sql(split))
+                _execute(cur, self.sql(split), self._query()[1] if self.spec.query else [])
                 reader = cur.fetch_record_batch()
                 for batch in reader:
                     converted = _to_logical(batch, target)
@@ -333,6 +376,14 @@ class PostgresSource:
                 ) from exc
             finally:
                 db.rollback()
+
+
+def _execute(cur: Any, sql: str, params: list[Any]) -> None:
+    # Parameters only when there are some: ADBC reads a parameterised query more slowly.
+    if params:
+        cur.execute(sql, params)
+    else:
+        cur.execute(sql)
 
 
 def _strip(query: str) -> str:
@@ -457,7 +508,11 @@ class PostgresDestination:
         )
 
     def load(
-        self, batches: pa.RecordBatchReader, write_mode: WriteMode, primary_key: tuple[str, ...]
+        self,
+        batches: pa.RecordBatchReader,
+        write_mode: WriteMode,
+        primary_key: tuple[str, ...],
+        state: Callable[[], StateRecord | None] | None = None,
     ) -> LoadResult:
         staging = f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
         upstream: list[BaseException] = []
@@ -468,7 +523,12 @@ class PostgresDestination:
                 cur.adbc_ingest(staging, ingestable, mode="create", temporary=True)
                 details = self._apply(cur, staging, incoming, write_mode, primary_key)
                 ((count,),) = _fetch(cur, f"SELECT count(*) FROM {self.target}")
+                record = state() if state else None
+                if record is not None:
+                    self._put_state(cur, record)
+                crash_point("after_load_before_commit")
                 db.commit()
+                crash_point("after_commit")
             except BaseException as exc:
                 db.rollback()
                 if upstream:
@@ -482,6 +542,67 @@ class PostgresDestination:
                     ) from exc
                 raise
         return LoadResult(details.pop("rows_loaded"), int(count), details)
+
+    # Incremental state, in a table next to the destination table.
+
+    def _state_table(self) -> str:
+        return quoted(self.schema_name, STATE_TABLE)
+
+    def _put_state(self, cur: Any, record: StateRecord) -> None:
+        cur.execute(state_table_sql(self._state_table()))
+        cur.execute(state_upsert_sql(self._state_table()), state_params(record))
+
+    def _exists(self, cur: Any, table: str) -> bool:
+        ((found,),) = _fetch(
+            cur,
+            "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
+            (self.schema_name, table),
+        )
+        return bool(found)
+
+    def read_states(self, prefix: str) -> list[StateRecord]:
+        with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
+            try:
+                if not self._exists(cur, STATE_TABLE):
+                    return []
+                rows = _fetch(
+                    cur,
+                    f"SELECT {STATE_COLUMNS} FROM {self._state_table()} "
+                    "WHERE starts_with(state_key, $1) ORDER BY state_key",
+                    (prefix,),
+                )
+            finally:
+                db.rollback()
+        return [state_from_row(row) for row in rows]
+
+    def write_state(self, record: StateRecord) -> None:
+        with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
+            self._put_state(cur, record)
+            db.commit()
+
+    def delete_states(self, prefix: str) -> int:
+        with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
+            if not self._exists(cur, STATE_TABLE):
+                return 0
+            ((deleted,),) = _fetch(
+                cur,
+                f"WITH gone AS (DELETE FROM {self._state_table()} "
+                "WHERE starts_with(state_key, $1) RETURNING 1) SELECT count(*) FROM gone",
+                (prefix,),
+            )
+            db.commit()
+        return int(deleted)
+
+    def cursor_max(self, column: str) -> Any:
+        with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
+            try:
+                columns, _ = describe(cur, self.schema_name, self.table)
+                if column not in {c.name for c in columns}:
+                    return None
+                ((top,),) = _fetch(cur, f"SELECT max({quote_double(column)}) FROM {self.target}")
+            finally:
+                db.rollback()
+        return top
 
     def _apply(
         self,

@@ -61,7 +61,7 @@ def run_pipeline(
         )
     )
     store.save_run(result.run)
-    resources = RunResources(loaded.base_dir, context.run_id)
+    resources = RunResources(loaded.base_dir, context.run_id, context.sync)
     try:
         for position, step in enumerate(steps):
             record = _start_step(step, position, resources.run_id, store)
@@ -139,6 +139,7 @@ def _run_step(
         outcome = STEP_RUNNERS[step.type](step, loaded, resources, observer)
         record.status = "succeeded"
         record.stream, record.destination = outcome.stream, outcome.destination
+        record.write_mode = outcome.write_mode  # --full-refresh turns a merge into a replace
         record.rows_read, record.rows_loaded = outcome.rows_read, outcome.rows_loaded
         record.table_rows, record.details = outcome.table_rows, outcome.details
     except KeyboardInterrupt:
