@@ -278,9 +278,18 @@ def _print_result(result: RunResult) -> None:
             _n(rate),
         )
     out.print(table)
-    for s in result.steps:
-        if s.details.get("incremental"):
-            out.print(escape(f"{s.step_id}: {_incremental_line(s.details['incremental'])}"))
+    _print_incremental(result.steps)
+
+
+def _print_incremental(steps: list[StepRecord]) -> None:
+    """One line per incremental stream: the window, why, NULL cursors, the watermark."""
+    for s in steps:
+        plans = s.details.get("incremental")
+        if not plans:
+            continue
+        by_stream = {s.stream or s.step_id: plans} if "mode" in plans else plans
+        for stream, plan in by_stream.items():
+            out.print(escape(f"{s.step_id}/{stream}: {_incremental_line(plan)}"), soft_wrap=True)
 
 
 def _incremental_line(plan: dict[str, Any]) -> str:
@@ -442,9 +451,7 @@ def runs_show(
             error,
         )
     out.print(table)
-    for s in steps:
-        if s.details.get("incremental"):
-            out.print(escape(f"{s.step_id}: {_incremental_line(s.details['incremental'])}"))
+    _print_incremental(steps)
 
 
 # --------------------------------------------------------------------------- state
@@ -521,13 +528,17 @@ def state_set(
             "time (without an offset it is in the step's timezone) or an integer.",
         ),
     ],
+    stream: Annotated[
+        str | None,
+        typer.Option(help="The stream, when the step has several sources.", show_default=False),
+    ] = None,
     configs: ConfigsOption = None,
 ) -> None:
     """Set a step's watermark, e.g. to re-read from a point in time."""
     from deltaflow.sync import state
 
     try:
-        record = state.set_watermark(_loaded(pipeline, configs), step, value)
+        record = state.set_watermark(_loaded(pipeline, configs), step, value, stream)
     except DeltaFlowError as exc:
         raise _fail(exc) from None
     out.print(f"{escape(step)}: watermark set to {record.watermark}")

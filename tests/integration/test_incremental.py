@@ -332,3 +332,52 @@ def test_a_crash_loses_and_repeats_nothing(
     assert crashed.returncode == -9, crashed.stderr
     run(path)
     assert loaded(path, pg_dsn, dest) == source_rows(pg_dsn)
+
+
+@pytest.mark.parametrize("dest", DESTINATIONS)
+def test_two_sources_into_one_table_each_with_its_own_watermark(
+    tmp_path: Path, pg_dsn: str, dest: str
+) -> None:
+    for region in ("eu", "us"):
+        sql(
+            pg_dsn,
+            f"CREATE TABLE orders_{region} (id int PRIMARY KEY, v text, updated_at timestamptz)",
+        )
+    sql(pg_dsn, "INSERT INTO orders_eu VALUES (1, 'eu1', %s), (2, 'eu2', %s)", (T0, T0))
+    sql(pg_dsn, "INSERT INTO orders_us VALUES (101, 'us1', %s)", (T0 - dt.timedelta(days=1),))
+    sources = """
+      - {connection: pg, table: orders_eu, stream: eu}
+      - {connection: pg, table: orders_us, stream: us}"""
+    path = write(tmp_path, pg_dsn, dest, "merge", source="[]")
+    text = path.read_text().replace("source: []", "sources:" + sources.replace("\n", "\n    "))
+    path.write_text(text)
+    first = run(path)
+    assert set(first.steps[0].details["incremental"]) == {"eu", "us"}
+    # Each source moves on its own: the US row is older than Europe's watermark.
+    sql(pg_dsn, "INSERT INTO orders_us VALUES (102, 'us2', %s)", (T0 - dt.timedelta(hours=20),))
+    second = run(path)
+    plans = second.steps[0].details["incremental"]
+    assert plans["us"]["start"] == "2024-02-29T12:00:00.000000+00:00"
+    assert plans["eu"]["start"] == "2024-03-01T12:00:00.000000+00:00"
+    every = sql(
+        pg_dsn, "SELECT id, v FROM orders_eu UNION ALL SELECT id, v FROM orders_us ORDER BY id"
+    )
+    assert loaded(path, pg_dsn, dest) == [(int(i), str(v)) for i, v in every]
+    records = state.show(load_pipeline(path))[0].records
+    assert [r.key for r in records] == ["inc/events/eu", "inc/events/us"]
+
+
+def test_sources_with_different_columns_are_refused(tmp_path: Path, pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE a (id int PRIMARY KEY, v text, updated_at timestamptz)")
+    sql(pg_dsn, "CREATE TABLE b (id int PRIMARY KEY, v int, updated_at timestamptz)")
+    path = write(tmp_path, pg_dsn, "duckdb", "merge", source="[]")
+    path.write_text(
+        path.read_text().replace(
+            "source: []", "sources: [{connection: pg, table: a}, {connection: pg, table: b}]"
+        )
+    )
+    result = run_pipeline(
+        load_pipeline(path), context=RunContext(), store=RunStore(tmp_path / "r.db")
+    )
+    assert result.error is not None
+    assert "sources of step 'events' differ: 'b' has (id int32, v int32" in str(result.error)

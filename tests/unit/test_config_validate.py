@@ -491,3 +491,111 @@ def test_cli_validate_rejects_a_malformed_var(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(path), "--var", "novalue"])
     assert result.exit_code == 2
     assert "--var 'novalue' is not NAME=VALUE" in result.stderr
+
+
+# --------------------------------------------------------------------------- incremental
+
+INCREMENTAL = variant(
+    "      write_mode: append          # 18\n",
+    "      write_mode: append          # 18\n    incremental:                  # 19\n"
+    "      cursor: updated_at          # 20\n",
+    VALID.replace("connection: files_in        # 13", "connection: warehouse       # 13").replace(
+        "path: orders.parquet        # 14", "table: main.orders          # 14"
+    ),
+)
+
+
+def test_incremental_step_is_valid(tmp_path: Path) -> None:
+    assert check(tmp_path, INCREMENTAL)[1] == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "message", "hint"),
+    [
+        (
+            "write_mode: append",
+            "write_mode: replace",
+            "steps[0].incremental",
+            "an incremental step cannot use write_mode 'replace'",
+            "use write_mode merge (or append)",
+        ),
+        (
+            "cursor: updated_at          # 20",
+            "cursor: updated_at\n      lookback: 15m",
+            "steps[0].incremental.lookback",
+            "lookback re-reads rows already loaded, which append would duplicate",
+            "use write_mode merge with a primary_key",
+        ),
+        (
+            "cursor: updated_at          # 20",
+            "cursor: updated_at\n      null_cursor: load",
+            "steps[0].incremental.null_cursor",
+            "null_cursor 'load' reads NULL-cursor rows on every run",
+            "null_cursor skip",
+        ),
+        (
+            "cursor: updated_at          # 20",
+            "cursor: updated_at\n      lookback: 5 parsecs",
+            "steps[0].incremental.lookback",
+            "'5 parsecs' is not a duration",
+            None,
+        ),
+        (
+            "cursor: updated_at          # 20",
+            "cursor: updated_at\n      timezone: Mars/Olympus",
+            "steps[0].incremental.timezone",
+            "unknown time zone 'Mars/Olympus'",
+            None,
+        ),
+        (
+            "cursor: updated_at          # 20",
+            "cursor: id\n      cursor_type: integer\n      lookback: 1h",
+            "steps[0].incremental",
+            "lookback of an integer cursor is a number of cursor units",
+            None,
+        ),
+        (
+            "connection: warehouse       # 16",
+            "connection: files_in\n      path: out",
+            "steps[0].incremental",
+            "a files destination cannot keep incremental state with its rows",
+            "load incrementally into duckdb or postgres",
+        ),
+    ],
+)
+def test_incremental_mistakes(
+    tmp_path: Path, old: str, new: str, path: str, message: str, hint: str | None
+) -> None:
+    text = variant(old, new, INCREMENTAL)
+    if "files_in\n      path: out" in new:
+        text = text.replace("      table: raw.orders           # 17\n", "")
+    _, found = check(tmp_path, text)
+    d = one(found, path)
+    assert message in d.message
+    if hint:
+        assert d.hint is not None
+        assert hint in d.hint
+
+
+def test_source_and_sources_together_are_refused(tmp_path: Path) -> None:
+    text = variant(
+        "    destination:                  # 15\n",
+        "    sources: [{connection: warehouse, table: main.a}]\n    destination:\n",
+        INCREMENTAL,
+    )
+    _, found = check(tmp_path, text)
+    assert any("either 'source' or 'sources'" in d.message for d in found)
+
+
+def test_each_of_several_sources_is_checked(tmp_path: Path) -> None:
+    text = variant(
+        "    source:                       # 12\n"
+        "      connection: warehouse       # 13\n"
+        "      table: main.orders          # 14\n",
+        "    sources:\n      - {connection: warehouse, table: main.a}\n"
+        "      - {connection: warehouse, path: b.csv}\n",
+        INCREMENTAL,
+    )
+    _, found = check(tmp_path, text)
+    d = one(found, "steps[0].sources[1].path")
+    assert d.message == "'path' does not apply to a duckdb source"

@@ -565,12 +565,17 @@ def _cross_check(data: dict[str, Any], connections: _Connections, report: _Repor
 
 
 def _check_sync(connections: _Connections, step: dict[str, Any], loc: Loc, report: _Report) -> None:
-    for role, model in _SPECS.items():
-        raw = step.get(role)
+    roles: list[tuple[str, Any, Loc]] = [
+        (role, step.get(role), (*loc, role)) for role in ("source", "destination")
+    ]
+    if isinstance(step.get("sources"), list):
+        roles += [("source", raw, (*loc, "sources", i)) for i, raw in enumerate(step["sources"])]
+    for role, raw, where in roles:
+        model = _SPECS[role]
         name = raw.get("connection") if isinstance(raw, dict) else None
         if not isinstance(name, str):
             continue  # missing or not a name: reported by the model validation
-        conn = _connection(connections, name, (*loc, role, "connection"), report)
+        conn = _connection(connections, name, (*where, "connection"), report)
         try:
             spec = model.model_validate(raw)
         except ValidationError:
@@ -582,7 +587,7 @@ def _check_sync(connections: _Connections, step: dict[str, Any], loc: Loc, repor
         given = spec.model_fields_set - {"connection"}
         for option in sorted(given - allowed):
             report.add(
-                (*loc, role, option),
+                (*where, option),
                 f"'{option}' does not apply to a {conn.kind} {role}",
                 f"{conn.kind} {role}s take: {', '.join(sorted(allowed))}",
             )
@@ -591,12 +596,12 @@ def _check_sync(connections: _Connections, step: dict[str, Any], loc: Loc, repor
             if not given & one_of:
                 keys = " or ".join(f"'{k}'" for k in sorted(one_of))
                 report.add(
-                    (*loc, role),
+                    where,
                     f"a {conn.kind} {role} needs {keys}",
-                    f"add {keys} under {format_path((*loc, role))}",
+                    f"add {keys} under {format_path(where)}",
                 )
         if isinstance(spec, DestinationSpec):
-            _check_write_mode(spec, conn, (*loc, role), report)
+            _check_write_mode(spec, conn, where, report)
             _check_incremental(step, spec, conn, loc, report)
 
 

@@ -159,7 +159,10 @@ class SyncStep(Model):
     description: str = ""
     variables: dict[str, Scalar] = Field(default_factory=dict)
     """Step variables; they override pipeline variables."""
-    source: SourceSpec
+    source: SourceSpec | None = None
+    sources: list[SourceSpec] | None = Field(default=None, min_length=1)
+    """Several sources feeding one table, read in parallel, each with its own incremental
+    state; they must have the same columns and types. Use instead of 'source'."""
     destination: DestinationSpec
     batch_size: int = Field(default=65_536, ge=1, le=10_000_000)
     """Rows per Arrow record batch."""
@@ -167,6 +170,16 @@ class SyncStep(Model):
     """Splits read at once (default: the number of cores, at most 4)."""
     incremental: IncrementalSpec | None = None
     """Load only rows whose cursor moved past the last run's watermark."""
+
+    @model_validator(mode="after")
+    def _one_source_key(self) -> SyncStep:
+        if (self.source is None) == (self.sources is None):
+            raise ValueError("a sync step needs either 'source' or 'sources' (a list), not both")
+        return self
+
+    @property
+    def all_sources(self) -> list[SourceSpec]:
+        return [self.source] if self.source is not None else list(self.sources or [])
 
 
 Step = Annotated[SyncStep, Field(discriminator="type")]

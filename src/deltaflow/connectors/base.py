@@ -95,10 +95,10 @@ class Destination(Protocol):
         batches: pa.RecordBatchReader,
         write_mode: WriteMode,
         primary_key: tuple[str, ...],
-        state: Callable[[], StateRecord | None] | None = None,
+        state: Callable[[], list[StateRecord]] | None = None,
     ) -> LoadResult:
         """Load atomically; ``state()``, called after the rows are in and before the
-        commit, gives the incremental state to commit with them."""
+        commit, gives the incremental state records to commit with them."""
         ...
 
 

@@ -270,7 +270,7 @@ class DuckDBDestination:
         batches: pa.RecordBatchReader,
         write_mode: WriteMode,
         primary_key: tuple[str, ...],
-        state: Callable[[], StateRecord | None] | None = None,
+        state: Callable[[], list[StateRecord]] | None = None,
     ) -> LoadResult:
         import duckdb
 
@@ -281,8 +281,7 @@ class DuckDBDestination:
         try:
             incoming = TableSchema.from_arrow(batches.schema)
             details = _APPLY[write_mode](self, cur, scannable, incoming, primary_key)
-            record = state() if state else None
-            if record is not None:
+            for record in state() if state else []:
                 self._put_state(cur, record)
             crash_point("after_load_before_commit")
             cur.execute("COMMIT")

@@ -512,7 +512,7 @@ class PostgresDestination:
         batches: pa.RecordBatchReader,
         write_mode: WriteMode,
         primary_key: tuple[str, ...],
-        state: Callable[[], StateRecord | None] | None = None,
+        state: Callable[[], list[StateRecord]] | None = None,
     ) -> LoadResult:
         staging = f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
         upstream: list[BaseException] = []
@@ -523,8 +523,7 @@ class PostgresDestination:
                 cur.adbc_ingest(staging, ingestable, mode="create", temporary=True)
                 details = self._apply(cur, staging, incoming, write_mode, primary_key)
                 ((count,),) = _fetch(cur, f"SELECT count(*) FROM {self.target}")
-                record = state() if state else None
-                if record is not None:
+                for record in state() if state else []:
                     self._put_state(cur, record)
                 crash_point("after_load_before_commit")
                 db.commit()

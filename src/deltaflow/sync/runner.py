@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deltaflow import connectors
-from deltaflow.connectors.base import StatefulDestination, StateRecord
+from deltaflow.connectors.base import Split, StatefulDestination, StateRecord
 from deltaflow.engine.local import read_splits
 from deltaflow.errors import ConfigError, LoadError, SchemaError, did_you_mean
 from deltaflow.faults import crash_point
+from deltaflow.schema.types import TableSchema
 from deltaflow.sync.incremental import (
     CursorFilter,
     CursorWindow,
@@ -29,9 +31,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from deltaflow.config.connections import WriteMode
-    from deltaflow.config.models import IncrementalSpec, Pipeline, SyncStep
+    from deltaflow.config.models import IncrementalSpec, Pipeline, SourceSpec, SyncStep
     from deltaflow.connectors.base import Destination, RunResources, Source
-    from deltaflow.schema.types import TableSchema
+
 
 log = logging.getLogger("deltaflow.sync")
 
@@ -77,56 +79,143 @@ def run_sync(
     import pyarrow as pa
 
     observer = observer or NullObserver()
-    source_conn = pipeline.connections[step.source.connection]
-    dest_conn = pipeline.connections[step.destination.connection]
     parallelism = step.parallelism or default_parallelism()
-    source = connectors.open_source(
-        source_conn, step.source, resources, step.batch_size, parallelism
-    )
+    dest_conn = pipeline.connections[step.destination.connection]
     destination = connectors.open_destination(dest_conn, step.destination, resources)
-    stream = source.name or step.step_id
+    parts = [
+        _open_part(step, pipeline, spec, resources, parallelism, destination)
+        for spec in step.all_sources
+    ]
+    stream = parts[0].name if len(parts) == 1 else step.step_id
     write_mode = step.destination.write_mode
-    incremental = None
-    if step.incremental is not None:
-        incremental = Incremental.start(step, pipeline, source, destination, stream, resources)
-        write_mode = incremental.write_mode
-    schema = source.discover()
+    if step.incremental is not None and resources.options.full_refresh:
+        write_mode = "replace"
+    schema = _common_schema(step, parts)
     primary_key = tuple(step.destination.primary_key) or schema.primary_key
     _check_keys(primary_key, schema.names, stream)
-    if incremental is not None:
-        incremental.check_cursor(schema)
+    for part in parts:
+        if part.incremental is not None:
+            part.incremental.begin(schema, primary_key, write_mode)
     destination.prepare(schema)
-    splits = source.splits()
     outcome = SyncOutcome(stream, destination.name, write_mode)
+    lock = threading.Lock()
 
     def count(batch: pa.RecordBatch) -> None:
-        outcome.rows_read += batch.num_rows
+        with lock:
+            outcome.rows_read += batch.num_rows
         observer.rows_read(stream, batch.num_rows)
 
+    combined = _Combined(parts, schema.to_arrow(), count)
+    splits = combined.splits()
     known = [s.rows for s in splits]
     observer.stream_started(stream, None if None in known else sum(known))  # type: ignore[arg-type]
-    batches = read_splits(
-        source, splits, parallelism, count, ordered=_order_matters(step, schema, primary_key)
+    ordered = _order_matters(step, schema, primary_key) or (
+        len(parts) > 1 and write_mode == "merge"
     )
-    target = schema.to_arrow()
-    stream_batches = _with_crash_points(_conform(b, target) for b in batches)
-    state = None
-    if incremental is not None:
-        stream_batches = incremental.filter(stream_batches, primary_key, write_mode)
-        state = incremental.next_state
+    batches = read_splits(combined, splits, parallelism, ordered=ordered)
+    increments = [p.incremental for p in parts if p.incremental is not None]
+
+    def states() -> list[StateRecord]:
+        return [r for r in (i.next_state() for i in increments) if r is not None]
+
     try:
-        reader = pa.RecordBatchReader.from_batches(target, stream_batches)
-        result = destination.load(reader, write_mode, primary_key, state)
+        reader = pa.RecordBatchReader.from_batches(schema.to_arrow(), _with_crash_points(batches))
+        result = destination.load(reader, write_mode, primary_key, states if increments else None)
     finally:
         batches.close()
         observer.stream_finished(stream)
     outcome.rows_loaded, outcome.table_rows = result.rows_loaded, result.table_rows
     outcome.details = dict(result.details)
-    if incremental is not None:
-        outcome.rows_filtered = incremental.filtered
-        outcome.details["incremental"] = incremental.summary()
+    if increments:
+        outcome.rows_filtered = sum(i.filtered for i in increments)
+        summaries = {p.name: p.incremental.summary() for p in parts if p.incremental}
+        outcome.details["incremental"] = (
+            next(iter(summaries.values())) if len(parts) == 1 else summaries
+        )
     _reconcile(outcome)
     return outcome
+
+
+@dataclass
+class _Part:
+    """One source of a step, with its incremental run."""
+
+    name: str
+    source: Source
+    incremental: Incremental | None
+
+
+def _open_part(
+    step: SyncStep,
+    pipeline: Pipeline,
+    spec: SourceSpec,
+    resources: RunResources,
+    parallelism: int,
+    destination: Destination,
+) -> _Part:
+    conn = pipeline.connections[spec.connection]
+    source = connectors.open_source(conn, spec, resources, step.batch_size, parallelism)
+    name = source.name or step.step_id
+    incremental = None
+    if step.incremental is not None:
+        incremental = Incremental.start(step, pipeline, source, destination, name, resources)
+    return _Part(name, source, incremental)
+
+
+def _common_schema(step: SyncStep, parts: list[_Part]) -> TableSchema:
+    """The stream's schema: that of its source, or the one every source agrees on."""
+    names = [p.name for p in parts]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(
+            f"sources of step '{step.step_id}' share the stream name '{repeated[0]}'",
+            hint="give each source its own 'stream:' name (it keys its incremental state)",
+        )
+    schemas = [p.source.discover() for p in parts]
+    first = schemas[0]
+    for part, other in zip(parts[1:], schemas[1:], strict=True):
+        if [(c.name, c.type) for c in other.columns] != [(c.name, c.type) for c in first.columns]:
+            mine = ", ".join(f"{c.name} {c.type}" for c in other.columns)
+            theirs = ", ".join(f"{c.name} {c.type}" for c in first.columns)
+            raise SchemaError(
+                f"sources of step '{step.step_id}' differ: '{part.name}' has ({mine}), "
+                f"'{parts[0].name}' has ({theirs})",
+                hint="select the same columns with the same types in every source "
+                "('columns:', or a query with casts)",
+            )
+    keys = first.primary_key if all(s.primary_key == first.primary_key for s in schemas) else ()
+    return TableSchema(first.columns, keys)
+
+
+class _Combined:
+    """The step's sources read as one: every source's splits, each batch conformed to
+    the stream's schema, counted as read, then passed through its incremental filter."""
+
+    def __init__(
+        self, parts: list[_Part], target: pa.Schema, on_read: Callable[[pa.RecordBatch], None]
+    ):
+        self.parts, self.target, self.on_read = parts, target, on_read
+        self.name = parts[0].name
+
+    def discover(self) -> TableSchema:
+        raise NotImplementedError  # the sync discovers each part itself
+
+    def splits(self) -> list[Split]:
+        out: list[Split] = []
+        for number, part in enumerate(self.parts):
+            for split in part.source.splits():
+                out.append(Split(len(out), {"part": number, "split": split}, split.rows))
+        return out
+
+    def read(self, split: Split) -> Iterator[pa.RecordBatch]:
+        part = self.parts[split.params["part"]]
+        for batch in part.source.read(split.params["split"]):
+            batch = _conform(batch, self.target)
+            self.on_read(batch)
+            if part.incremental is not None:
+                batch = part.incremental.apply(batch)
+            if batch.num_rows:
+                yield batch
 
 
 @dataclass
@@ -139,6 +228,7 @@ class Incremental:
     run_id: str
     write_mode: WriteMode
     cursor_filter: CursorFilter | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def start(
@@ -187,7 +277,20 @@ class Incremental:
         mode: WriteMode = "replace" if options.full_refresh else step.destination.write_mode
         return cls(spec, plan, key, resources.run_id, mode)
 
-    def check_cursor(self, schema: TableSchema) -> None:
+    def begin(self, schema: TableSchema, primary_key: tuple[str, ...], write_mode: str) -> None:
+        """Check the cursor column and set up the filter for this write mode."""
+        self._check_cursor(schema)
+        self.cursor_filter = CursorFilter(
+            self.spec, self.plan, primary_key, dedupe_boundary=write_mode == "append"
+        )
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch without what the plan keeps out (reader threads share the filter)."""
+        assert self.cursor_filter is not None
+        with self.lock:
+            return self.cursor_filter.apply(batch)
+
+    def _check_cursor(self, schema: TableSchema) -> None:
         column = schema.column(self.spec.cursor)
         if column is None:
             raise SchemaError(
@@ -207,20 +310,6 @@ class Incremental:
                 f"{self.spec.cursor_type}",
                 hint="set incremental.cursor_type to match the column (timestamp or integer)",
             )
-
-    def filter(
-        self,
-        batches: Iterator[pa.RecordBatch],
-        primary_key: tuple[str, ...],
-        write_mode: WriteMode,
-    ) -> Iterator[pa.RecordBatch]:
-        self.cursor_filter = CursorFilter(
-            self.spec, self.plan, primary_key, dedupe_boundary=write_mode == "append"
-        )
-        for batch in batches:
-            kept = self.cursor_filter.apply(batch)
-            if kept.num_rows:
-                yield kept
 
     @property
     def filtered(self) -> int:

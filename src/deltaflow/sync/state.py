@@ -40,42 +40,61 @@ def incremental_steps(loaded: LoadedPipeline, only: Sequence[str] = ()) -> list[
 
 
 @contextmanager
-def _opened(loaded: LoadedPipeline, step: SyncStep) -> Iterator[tuple[StatefulDestination, str]]:
-    """The step's destination and its state key, open for the duration."""
+def _opened(
+    loaded: LoadedPipeline, step: SyncStep
+) -> Iterator[tuple[StatefulDestination, list[str]]]:
+    """The step's destination and the state key of each of its sources, for the duration."""
     pipeline = loaded.pipeline
     resources = RunResources(loaded.base_dir, "state")
     try:
-        source = connectors.open_source(
-            pipeline.connections[step.source.connection],
-            step.source,
-            resources,
-            step.batch_size,
-            default_parallelism(),
-        )
+        keys = []
+        for spec in step.all_sources:
+            source = connectors.open_source(
+                pipeline.connections[spec.connection],
+                spec,
+                resources,
+                step.batch_size,
+                default_parallelism(),
+            )
+            keys.append(state_key(pipeline.pipeline_id, step.step_id, source.name))
         destination = connectors.open_destination(
             pipeline.connections[step.destination.connection], step.destination, resources
         )
         assert isinstance(destination, StatefulDestination)
-        yield destination, state_key(pipeline.pipeline_id, step.step_id, source.name)
+        yield destination, keys
     finally:
         resources.close()
+
+
+def _prefix(loaded: LoadedPipeline, step: SyncStep) -> str:
+    return state_key(loaded.pipeline.pipeline_id, step.step_id, "")
 
 
 def show(loaded: LoadedPipeline, only: Sequence[str] = ()) -> list[StepState]:
     out = []
     for step in incremental_steps(loaded, only):
-        with _opened(loaded, step) as (destination, key):
-            prefix = key.rsplit("/", 1)[0] + "/"
-            out.append(StepState(step.step_id, destination.name, destination.read_states(prefix)))
+        with _opened(loaded, step) as (destination, _keys):
+            records = destination.read_states(_prefix(loaded, step))
+            out.append(StepState(step.step_id, destination.name, records))
     return out
 
 
-def set_watermark(loaded: LoadedPipeline, step_id: str, value: str) -> StateRecord:
-    """Set a step's watermark: the next run reads from ``value`` (inclusive)."""
+def set_watermark(
+    loaded: LoadedPipeline, step_id: str, value: str, stream: str | None = None
+) -> StateRecord:
+    """Set a step's watermark (of one ``stream`` when the step has several sources): the
+    next run reads from ``value`` (inclusive)."""
     (step,) = incremental_steps(loaded, [step_id])
     assert step.incremental is not None
     watermark = encode(decode(value, step.incremental.cursor_type, step.incremental.timezone))
-    with _opened(loaded, step) as (destination, key):
+    with _opened(loaded, step) as (destination, keys):
+        streams = [k.rsplit("/", 1)[1] for k in keys]
+        if (stream is None and len(keys) > 1) or (stream is not None and stream not in streams):
+            raise ConfigError(
+                f"step '{step_id}' has the streams {', '.join(streams)}: name one",
+                hint="pass --stream NAME",
+            )
+        key = keys[streams.index(stream)] if stream else keys[0]
         record = StateRecord(key, step.incremental.cursor, watermark, (), "deltaflow state set")
         destination.write_state(record)
     return record
@@ -86,6 +105,6 @@ def reset(loaded: LoadedPipeline, only: Sequence[str] = ()) -> int:
     (or the on_empty rule when it is empty)."""
     removed = 0
     for step in incremental_steps(loaded, only):
-        with _opened(loaded, step) as (destination, key):
-            removed += destination.delete_states(key.rsplit("/", 1)[0] + "/")
+        with _opened(loaded, step) as (destination, _keys):
+            removed += destination.delete_states(_prefix(loaded, step))
     return removed
