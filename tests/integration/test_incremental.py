@@ -251,19 +251,22 @@ def test_empty_destination_full_or_fallback(tmp_path: Path, pg_dsn: str, dest: s
 
 
 @pytest.mark.parametrize("dest", DESTINATIONS)
+@pytest.mark.parametrize("write_mode", ["append", "merge"])
 def test_an_existing_table_is_adopted_from_max_cursor(
-    tmp_path: Path, pg_dsn: str, dest: str
+    tmp_path: Path, pg_dsn: str, dest: str, write_mode: str
 ) -> None:
     make_events(pg_dsn)
     add(pg_dsn, (1, "a", T0), (2, "b", T0 + dt.timedelta(minutes=1)))
-    path = write(tmp_path, pg_dsn, dest, "merge")
+    path = write(tmp_path, pg_dsn, dest, write_mode)
     run(path)
     state.reset(load_pipeline(path))  # a table loaded before incremental sync existed
-    add(pg_dsn, (3, "c", T0 + dt.timedelta(minutes=2)))
+    # A tie with MAX(cursor) of the table, and a newer row.
+    add(pg_dsn, (3, "c", T0 + dt.timedelta(minutes=1)), (4, "d", T0 + dt.timedelta(minutes=2)))
     result = run(path)
     assert plan(result)["mode"] == "adopted"
     assert plan(result)["start"] == "2024-03-01T12:01:00.000000+00:00"
-    assert result.steps[0].rows_read == 2  # the row at MAX(cursor) and the new one
+    assert result.steps[0].rows_read == 3  # the rows at MAX(cursor) and the new one
+    # Append knows row 2 is loaded from the table itself; merge absorbs it by key.
     assert loaded(path, pg_dsn, dest) == source_rows(pg_dsn)
 
 

@@ -113,6 +113,11 @@ class StatefulDestination(Destination, Protocol):
         """MAX(column) of the table; None when the table is missing or empty."""
         ...
 
+    def rows_at_max(self, column: str, columns: list[str]) -> pa.Table | None:
+        """``columns`` of the rows whose ``column`` is the table's largest; None when the
+        table or a column is missing."""
+        ...
+
 
 @dataclass
 class RunResources:

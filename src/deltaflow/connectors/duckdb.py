@@ -349,6 +349,14 @@ class DuckDBDestination:
         sql = f"SELECT max({quote_double(column)}) FROM {self.target}"
         return self.db.cursor().execute(sql).to_arrow_table().column(0)[0].as_py()
 
+    def rows_at_max(self, column: str, columns: list[str]) -> pa.Table | None:
+        if not self._has(self.table) or not {column, *columns} <= set(self.columns()):
+            return None
+        c = quote_double(column)
+        select = ", ".join(quote_double(n) for n in columns)
+        sql = f"SELECT {select} FROM {self.target} WHERE {c} = (SELECT max({c}) FROM {self.target})"
+        return self.db.cursor().execute(sql).to_arrow_table()
+
     # Each write mode runs inside the load's transaction and returns its counts.
 
     def _append(

@@ -606,6 +606,23 @@ class PostgresDestination:
                 db.rollback()
         return top
 
+    def rows_at_max(self, column: str, columns: list[str]) -> pa.Table | None:
+        with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
+            try:
+                existing, _ = describe(cur, self.schema_name, self.table)
+                if not {column, *columns} <= {c.name for c in existing}:
+                    return None
+                c = quote_double(column)
+                select = ", ".join(quote_double(n) for n in columns)
+                cur.execute(
+                    f"SELECT {select} FROM {self.target} "
+                    f"WHERE {c} = (SELECT max({c}) FROM {self.target})"
+                )
+                table: pa.Table = cur.fetch_arrow_table()
+            finally:
+                db.rollback()
+        return table
+
     def _apply(
         self,
         cur: Any,

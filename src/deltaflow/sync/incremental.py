@@ -233,7 +233,7 @@ class CursorFilter:
             return keep
         flags = keep.to_pylist()
         for index in pc.indices_nonzero(at_mark).to_pylist():
-            if flags[index] and self._identity(batch, index) in previous.boundary:
+            if flags[index] and self.identity_of(batch, index) in previous.boundary:
                 flags[index] = False
                 self.already_loaded += 1
         return pa.array(flags, pa.bool_())
@@ -255,9 +255,9 @@ class CursorFilter:
         equal: Any = pc.equal(column, top)
         at_top: Any = pc.fill_null(equal, False)
         for index in pc.indices_nonzero(at_top).to_pylist():
-            self.high_rows.add(self._identity(batch, index))
+            self.high_rows.add(self.identity_of(batch, index))
 
-    def _identity(self, batch: pa.RecordBatch, index: int) -> str:
+    def identity_of(self, batch: pa.RecordBatch, index: int) -> str:
         names = self.identity or tuple(batch.schema.names)
         row = {name: batch.column(name)[index].as_py() for name in names}
         text = json.dumps(row, sort_keys=True, default=str, separators=(",", ":"))

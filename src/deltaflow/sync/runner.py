@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deltaflow import connectors
@@ -227,6 +227,7 @@ class Incremental:
     key: str
     run_id: str
     write_mode: WriteMode
+    destination: StatefulDestination
     cursor_filter: CursorFilter | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -275,14 +276,35 @@ class Incremental:
                 CursorWindow(spec.cursor, spec.cursor_type, plan.start, plan.end, spec.timezone)
             )
         mode: WriteMode = "replace" if options.full_refresh else step.destination.write_mode
-        return cls(spec, plan, key, resources.run_id, mode)
+        return cls(spec, plan, key, resources.run_id, mode, destination)
 
     def begin(self, schema: TableSchema, primary_key: tuple[str, ...], write_mode: str) -> None:
         """Check the cursor column and set up the filter for this write mode."""
         self._check_cursor(schema)
-        self.cursor_filter = CursorFilter(
-            self.spec, self.plan, primary_key, dedupe_boundary=write_mode == "append"
-        )
+        append = write_mode == "append"
+        self.cursor_filter = CursorFilter(self.spec, self.plan, primary_key, append)
+        if append and self.plan.mode == "adopted":
+            self._adopt_boundary(schema, primary_key)
+
+    def _adopt_boundary(self, schema: TableSchema, primary_key: tuple[str, ...]) -> None:
+        """Adopting a table for append: the rows it holds at MAX(cursor) are the rows
+        already loaded at the watermark (the start is inclusive, so they are read again)."""
+        import pyarrow as pa
+
+        assert self.cursor_filter is not None
+        names = list(primary_key or schema.names)
+        rows = self.destination.rows_at_max(self.spec.cursor, names)
+        if rows is None:
+            return
+        target = schema.to_arrow()
+        rows = rows.cast(pa.schema([target.field(n) for n in names]))
+        identities = {
+            self.cursor_filter.identity_of(batch, i)
+            for batch in rows.to_batches()
+            for i in range(batch.num_rows)
+        }
+        self.plan = replace(self.plan, previous=State(self.plan.start, frozenset(identities)))
+        self.cursor_filter.plan = self.plan
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """The batch without what the plan keeps out (reader threads share the filter)."""
