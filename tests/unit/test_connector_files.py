@@ -468,3 +468,44 @@ def test_a_failed_load_leaves_the_directory_as_it_was(
     assert parts(directory) == [f"part-r1.{fmt}"]
     assert hidden_siblings(directory) == []
     assert len(read_back(tmp_path, fmt)) == 3
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_a_pipeline_syncs_into_a_files_destination(tmp_path: Path, fmt: str) -> None:
+    from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
+
+    (tmp_path / "data").mkdir(exist_ok=True)
+    table = pa.table({"id": [1, 2, 3], "v": ["a", "b", None]})
+    pq.write_table(table, tmp_path / "data" / "in.parquet")
+    (tmp_path / "p.yml").write_text(
+        "pipeline_id: p\n"
+        "connections: {files: {type: files, base_path: data}}\n"
+        "steps:\n"
+        "  - step_id: copy\n"
+        "    type: sync\n"
+        "    source: {connection: files, path: in.parquet}\n"
+        f"    destination: {{connection: files, path: out, format: {fmt}, write_mode: replace}}\n"
+    )
+    result = run_pipeline(
+        load_pipeline(tmp_path / "p.yml"), context=RunContext(), store=RunStore(tmp_path / "r.db")
+    )
+    assert result.ok, result.error
+    assert result.steps[0].rows_loaded == 3
+    back = read_all(source(tmp_path, path=f"out/*.{fmt}"))
+    assert sorted(back.column("id").to_pylist()) == [1, 2, 3]
+
+
+def test_every_destination_takes_the_load_state_argument() -> None:
+    # The sync passes the incremental state callback to every destination's load.
+    import importlib
+    import inspect
+
+    from deltaflow.connectors import REGISTRY
+
+    for kind, module_name in REGISTRY.items():
+        module = importlib.import_module(f"deltaflow.connectors.{module_name}")
+        classes = [c for _, c in inspect.getmembers(module, inspect.isclass)]
+        loads = [c for c in classes if c.__module__ == module.__name__ and hasattr(c, "load")]
+        assert loads, kind
+        for cls in loads:
+            assert "state" in inspect.signature(cls.load).parameters, f"{kind}: {cls.__name__}"

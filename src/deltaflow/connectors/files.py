@@ -14,12 +14,12 @@ import contextlib
 import glob
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deltaflow.connectors.base import LoadResult, RunResources, Split, relay_failures
-from deltaflow.errors import DestinationError, SourceError
+from deltaflow.connectors.base import LoadResult, RunResources, Split, StateRecord, relay_failures
+from deltaflow.errors import DestinationError, LoadError, SourceError
 from deltaflow.schema.mappings import parquet_type
 from deltaflow.schema.types import TableSchema
 
@@ -346,8 +346,17 @@ class FilesDestination:
                 parquet_type(column.type)
 
     def load(
-        self, batches: pa.RecordBatchReader, write_mode: WriteMode, primary_key: tuple[str, ...]
+        self,
+        batches: pa.RecordBatchReader,
+        write_mode: WriteMode,
+        primary_key: tuple[str, ...],
+        state: Callable[[], list[StateRecord]] | None = None,
     ) -> LoadResult:
+        if state is not None:  # validation refuses incremental steps into files
+            raise LoadError(
+                f"files destination {self.name} cannot keep incremental state",
+                hint="load incrementally into DuckDB or PostgreSQL",
+            )
         target = self.directory
         if write_mode == "replace":
             target = self.directory.with_name(f".{self.directory.name}.{self.run_id}.new")
