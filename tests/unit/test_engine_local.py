@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from deltaflow.connectors.base import Split
-from deltaflow.engine.local import QUEUE_DEPTH, read_splits
+from deltaflow.engine.local import QUEUE_DEPTH, SHARED_DEPTH, read_splits
 from deltaflow.schema.types import TableSchema
 
 SCHEMA = pa.schema([pa.field("split", pa.int64()), pa.field("batch", pa.int64())])
@@ -225,7 +225,7 @@ def test_unordered_memory_is_bounded(parallelism: int) -> None:
             most_outstanding = max(most_outstanding, source.produced - consumed)
         time.sleep(0.002)
     assert consumed == 6 * 40
-    assert QUEUE_DEPTH <= most_outstanding <= parallelism * QUEUE_DEPTH + parallelism
+    assert SHARED_DEPTH <= most_outstanding <= parallelism * SHARED_DEPTH + parallelism
 
 
 def test_unordered_error_reaches_the_consumer() -> None:

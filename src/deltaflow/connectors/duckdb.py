@@ -55,7 +55,7 @@ STAGING_PREFIX = "__deltaflow_"
 #: Rows per INSERT statement. DuckDB keeps a statement's Arrow input alive until the
 #: statement ends, so one statement per load would hold the whole load in memory; chunks
 #: of this size keep memory flat. All chunks of a load share one transaction.
-INSERT_CHUNK_ROWS = 1 << 20
+INSERT_CHUNK_ROWS = 1 << 19
 
 #: DuckDB types whose Arrow export loses or changes values, and what goes wrong.
 LOSSY_TYPES = {

@@ -6,7 +6,7 @@ is the same on every run (a merge keeps the last row of a key deterministically)
 later split can run ahead only as far as its queue. Unordered, all readers share one
 bounded queue and the consumer takes batches as they come, which keeps every reader busy.
 Either way memory holds at most ``parallelism * (queue_depth + 1)`` batches whatever the
-table size.
+table size (``parallelism * (SHARED_DEPTH + 1)`` unordered).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 _DONE = object()
 QUEUE_DEPTH = 4
+#: batches per reader in the shared queue of an unordered read: any reader can fill it,
+#: so it needs less slack than a queue per split
+SHARED_DEPTH = 2
 
 
 class _Failure:
@@ -73,7 +76,7 @@ def _unordered(
     on_batch: Callable[[pa.RecordBatch], None] | None,
 ) -> Generator[pa.RecordBatch, None, None]:
     stop = threading.Event()
-    shared: queue.Queue[Any] = queue.Queue(parallelism * QUEUE_DEPTH)
+    shared: queue.Queue[Any] = queue.Queue(parallelism * SHARED_DEPTH)
     with ThreadPoolExecutor(parallelism, thread_name_prefix="deltaflow-read") as pool:
         for split in splits:
             pool.submit(_produce, source, split, shared, stop)
