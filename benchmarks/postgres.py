@@ -12,8 +12,11 @@ so that peak RSS is that job's alone:
 - pg_to_parquet:  DeltaFlow, PostgreSQL -> Parquet files
 - pg_to_duckdb:   DeltaFlow, PostgreSQL -> DuckDB
 - copy_binary:    plain binary COPY of a prepared file of the same rows into an empty
-                  table (psycopg, 1 MiB writes)
-- parquet_to_pg:  DeltaFlow, Parquet -> PostgreSQL, append and merge
+                  table defined like the source, without indexes (psycopg, 1 MiB writes)
+- parquet_to_pg:  DeltaFlow, Parquet -> PostgreSQL: append into an empty table defined as
+                  copy_binary's; merge into one with the primary key; create, where
+                  DeltaFlow creates the table itself (lists as JSONB, loaded through a
+                  staging table)
 - dlt:            dlt with its connectorx backend, PostgreSQL -> DuckDB and -> Parquet
                   (in its own virtualenv: benchmarks/setup_dlt.sh)
 """
@@ -194,14 +197,22 @@ def measure(dsn: str, rows: int, work: Path, with_dlt: bool) -> dict[str, dict[s
         dsn,
     )
     results["copy_binary"] = job(COPY_JOB, dsn, table, f"{table}_copy", str(work / "copy.bin"))
-    for mode in ("append", "merge"):
-        results[f"parquet_to_pg_{mode}"] = deltaflow(
+    # append and merge load a table defined like the source (as the COPY baseline's, plus the
+    # primary key for merge); 'create' lets DeltaFlow create the table (lists as JSONB)
+    for job_name, like, destination in (
+        ("append", "", "write_mode: append"),
+        ("merge", " INCLUDING ALL", "write_mode: merge, primary_key: [id]"),
+        ("create", None, "write_mode: append, drop_existing: true"),
+    ):
+        target = f"{table}_{job_name}"
+        if like is not None:
+            recreate(dsn, target, f"(LIKE {table}{like})")
+        results[f"parquet_to_pg_{job_name}"] = deltaflow(
             pipeline(
                 work,
-                f"parquet_to_pg_{mode}",
+                f"parquet_to_pg_{job_name}",
                 "{connection: files, path: out_parquet/*.parquet}",
-                f"{{connection: pg, table: {table}_{mode}, write_mode: {mode}, primary_key: [id],"
-                " drop_existing: true}",
+                f"{{connection: pg, table: {target}, {destination}}}",
             ),
             dsn,
         )
@@ -225,6 +236,14 @@ def measure(dsn: str, rows: int, work: Path, with_dlt: bool) -> dict[str, dict[s
         if int(r["rows"]) != rows:
             raise SystemExit(f"{name}: expected {rows} rows, got {r['rows']}")
     return results
+
+
+def recreate(dsn: str, table: str, definition: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as con:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(f"CREATE TABLE {table} {definition}")
 
 
 def build(dsn: str, rows: int) -> None:

@@ -131,6 +131,70 @@ def test_every_type_round_trips_postgres_to_duckdb_to_postgres(
     assert types["iv"] == "interval"
 
 
+#: the columns of ALL_TYPES whose Arrow form from DuckDB COPYs into PostgreSQL as it is
+DIRECT = [
+    "id",
+    "s",
+    "i",
+    "n12",
+    "r",
+    "d",
+    "b",
+    "t",
+    "by",
+    "dt",
+    "tm",
+    "ts",
+    "tstz",
+    "iv",
+    "j",
+    "jb",
+    "ai",
+    "at",
+]
+
+
+def test_append_copies_straight_into_a_table_of_matching_types(
+    tmp_path: Path, pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sql(pg_dsn, ALL_TYPES)
+    kept = ", ".join(DIRECT)
+    sql(
+        pg_dsn,
+        f"CREATE SCHEMA direct; CREATE TABLE direct.alltypes AS SELECT {kept} FROM alltypes "
+        "WITH NO DATA; CREATE TABLE direct.staged (LIKE direct.alltypes, PRIMARY KEY (id))",
+    )
+    caplog.set_level(logging.DEBUG, logger="deltaflow.postgres")
+    result = run(
+        tmp_path,
+        pipeline(
+            pg_dsn,
+            f"""
+        - step_id: out
+          type: sync
+          source: {{connection: pg, table: public.alltypes}}
+          destination: {{connection: wh, table: raw.alltypes}}
+        - step_id: direct
+          type: sync
+          source: {{connection: wh, table: raw.alltypes, columns: [{kept}]}}
+          destination: {{connection: pg, table: direct.alltypes, write_mode: append}}
+        - step_id: staged
+          type: sync
+          source: {{connection: wh, table: raw.alltypes, columns: [{kept}]}}
+          destination: {{connection: pg, table: direct.staged, write_mode: merge,
+                        primary_key: [id]}}
+        """,
+        ),
+    )
+
+    assert result.ok, result.error
+    assert "COPY straight into direct.alltypes" in caplog.text
+    assert "for direct.staged" in caplog.text  # merge always stages
+    expected = as_text(pg_dsn, "public.alltypes", DIRECT)
+    assert as_text(pg_dsn, "direct.alltypes", DIRECT) == expected
+    assert as_text(pg_dsn, "direct.staged", DIRECT) == expected
+
+
 def test_parallel_ctid_splits_read_every_row_once(tmp_path: Path, pg_dsn: str) -> None:
     sql(
         pg_dsn,
@@ -195,7 +259,10 @@ def test_replace_and_append(tmp_path: Path, pg_dsn: str) -> None:
     assert result.steps[0].table_rows == 2
 
 
-def test_identifiers_from_config_and_source_cannot_inject_sql(tmp_path: Path, pg_dsn: str) -> None:
+@pytest.mark.parametrize("mode", ["merge", "append"])  # staged, and COPY straight in
+def test_identifiers_from_config_and_source_cannot_inject_sql(
+    tmp_path: Path, pg_dsn: str, mode: str
+) -> None:
     sql(pg_dsn, "CREATE TABLE victim (id int)")
     (tmp_path / "a.csv").write_text('id,"x""; DROP TABLE victim; --"\n1,2\n')
     result = run(
@@ -207,9 +274,9 @@ def test_identifiers_from_config_and_source_cannot_inject_sql(tmp_path: Path, pg
             type: sync
             source: {connection: files, path: a.csv}
             destination: {connection: pg, table: 's"; DROP TABLE victim; --.t"x',
-                          write_mode: merge, primary_key: [id]}
+                          write_mode: MODE, primary_key: [id]}
         """,
-        ),
+        ).replace("MODE", mode),
     )
 
     assert result.ok, result.error

@@ -5,10 +5,12 @@ driver (binary COPY decoded to Arrow in C). A table is read as ctid ranges, each
 on its own connection inside one exported snapshot, so parallel splits see one
 consistent state of the table.
 
-Loads ingest the batches into a temporary staging table (ADBC bulk ingest, binary COPY)
-and apply them to the target in the same transaction: ``append`` inserts, ``replace``
-truncates and inserts (readers wait for the commit and then see the new rows), ``merge``
-inserts with ``ON CONFLICT (primary key) DO UPDATE``. Every identifier is quoted.
+Loads run in one transaction with binary COPY (ADBC bulk ingest). ``append`` and
+``replace`` (which truncates first; readers wait for the commit and then see the new rows)
+COPY straight into the target when every column's Arrow type has the binary form of the
+target column's type; otherwise, and always for ``merge``, the batches go to a temporary
+staging table and are cast into the target, ``merge`` inserting with ``ON CONFLICT
+(primary key) DO UPDATE``. Every identifier is quoted.
 """
 
 from __future__ import annotations
@@ -517,14 +519,19 @@ class PostgresDestination:
         primary_key: tuple[str, ...],
         state: Callable[[], list[StateRecord]] | None = None,
     ) -> LoadResult:
-        staging = f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
         upstream: list[BaseException] = []
         ingestable = relay_failures(_ingestable(batches), upstream)
-        incoming = TableSchema.from_arrow(ingestable.schema)
+        direct = write_mode != "merge" and all(
+            field.name in self.columns and _copies_into(field.type, self.columns[field.name])
+            for field in ingestable.schema
+        )
         with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
             try:
-                cur.adbc_ingest(staging, ingestable, mode="create", temporary=True)
-                details = self._apply(cur, staging, incoming, write_mode, primary_key)
+                if direct:
+                    log.debug("COPY straight into %s", self.name)
+                    details = self._copy(cur, ingestable, write_mode)
+                else:
+                    details = self._stage_and_apply(cur, ingestable, write_mode, primary_key)
                 ((count,),) = _fetch(cur, f"SELECT count(*) FROM {self.target}")
                 for record in state() if state else []:
                     self._put_state(cur, record)
@@ -623,14 +630,31 @@ class PostgresDestination:
                 db.rollback()
         return table
 
-    def _apply(
+    def _copy(self, cur: Any, batches: pa.RecordBatchReader, mode: WriteMode) -> dict[str, int]:
+        """COPY the batches straight into the target (see ``_copies_into``)."""
+        if mode == "replace":
+            cur.execute(f"TRUNCATE {self.target}")
+        jsonb = [f.name for f in batches.schema if self.columns[f.name].pg_type == "jsonb"]
+        loaded = cur.adbc_ingest(
+            self.table,
+            _jsonb_binary(batches, jsonb),
+            mode="append",
+            db_schema_name=self.schema_name,
+        )
+        return {"rows_loaded": int(loaded)}
+
+    def _stage_and_apply(
         self,
         cur: Any,
-        staging: str,
-        incoming: TableSchema,
+        batches: pa.RecordBatchReader,
         write_mode: WriteMode,
         primary_key: tuple[str, ...],
     ) -> dict[str, int]:
+        """COPY the batches into a temporary table, then cast them into the target."""
+        incoming = TableSchema.from_arrow(batches.schema)
+        staging = f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+        log.debug("COPY into staging table %s for %s", staging, self.name)
+        cur.adbc_ingest(staging, batches, mode="create", temporary=True)
         ((staged,),) = _fetch(cur, f"SELECT count(*) FROM {quote_double(staging)}")
         names = [c.name for c in incoming.columns if c.name in self.columns]
         target_cols = ", ".join(quote_double(n) for n in names)
@@ -734,6 +758,74 @@ def _widens(current: PgColumn, incoming: LogicalType) -> bool:
     if have.kind == "decimal" and incoming.kind == "decimal":
         return incoming.precision is None or have.precision is not None
     return incoming.kind in WIDENINGS.get(have.kind, ())
+
+
+#: format_type() of the column ADBC's binary COPY writes for an Arrow type
+_COPY_TYPES = {
+    "bool": "boolean",
+    "int16": "smallint",
+    "int32": "integer",
+    "int64": "bigint",
+    "float": "real",
+    "double": "double precision",
+    "string": "text",
+    "large_string": "text",
+    "binary": "bytea",
+    "large_binary": "bytea",
+    "date32[day]": "date",
+    "time64[us]": "time without time zone",
+    "month_day_nano_interval": "interval",
+}
+
+
+def _copies_into(dtype: pa.DataType, target: PgColumn) -> bool:
+    """Whether a binary COPY of ``dtype`` lands in ``target`` exactly as a cast would.
+
+    Text also goes into json, and into jsonb once ``_jsonb_binary`` has added the format's
+    version byte; decimals go into any numeric, which rounds to its scale as a cast does.
+    Anything else (uuid, bounded varchar, nested data held as JSON, ...) is staged and cast.
+    """
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(dtype):
+        wrote = f"timestamp {'with' if dtype.tz else 'without'} time zone"
+    elif pa.types.is_decimal128(dtype):
+        return target.pg_type == "numeric" or target.pg_type.startswith("numeric(")
+    elif pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        item = _COPY_TYPES.get(str(dtype.value_type))
+        return item is not None and target.pg_type == f"{item}[]"
+    else:
+        wrote = _COPY_TYPES.get(str(dtype), "")
+    if wrote == "text":
+        return target.pg_type in ("text", "character varying", "json", "jsonb")
+    return bool(wrote) and wrote == target.pg_type
+
+
+def _jsonb_binary(batches: pa.RecordBatchReader, columns: list[str]) -> pa.RecordBatchReader:
+    """JSON text in the binary COPY form of jsonb: a version byte (1), then the text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not columns:
+        return batches
+    schema = batches.schema
+    for name in columns:
+        schema = schema.set(schema.get_field_index(name), schema.field(name).with_type(pa.binary()))
+    version, nothing = pa.scalar(b"\x01", pa.binary()), pa.scalar(b"", pa.binary())
+
+    def convert() -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            arrays = [
+                pc.call_function(
+                    "binary_join_element_wise", [version, column.cast(pa.binary()), nothing]
+                )
+                if name in columns
+                else column
+                for name, column in zip(batch.schema.names, batch.columns, strict=True)
+            ]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, convert())
 
 
 def _ingestable(batches: pa.RecordBatchReader) -> pa.RecordBatchReader:
