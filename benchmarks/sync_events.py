@@ -25,7 +25,7 @@ PIPELINE = """\
 pipeline_id: bench_events
 connections:
   files: {{type: files}}
-  warehouse: {{type: duckdb, path: "{warehouse}", memory_limit: "{memory_limit}"}}
+  warehouse: {{type: duckdb, path: "{warehouse}"{memory_limit}}}
 steps:
   - step_id: events
     type: sync
@@ -65,7 +65,7 @@ def ensure_parquet(rows: int) -> Path:
     return path
 
 
-def run_once(rows: int, mode: str, memory_limit: str) -> dict[str, float]:
+def run_once(rows: int, mode: str, memory_limit: str | None) -> dict[str, float]:
     parquet = ensure_parquet(rows)
     work = DATA / f"run_{rows}"
     work.mkdir(parents=True, exist_ok=True)
@@ -77,7 +77,7 @@ def run_once(rows: int, mode: str, memory_limit: str) -> dict[str, float]:
             warehouse=work / "warehouse.duckdb",
             parquet=parquet,
             mode=mode,
-            memory_limit=memory_limit,
+            memory_limit=f', memory_limit: "{memory_limit}"' if memory_limit else "",
         )
     )
     out = subprocess.run(
@@ -101,7 +101,9 @@ def main() -> None:
         default="append",
         help="write mode of the sync (the table starts empty)",
     )
-    parser.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit")
+    parser.add_argument(
+        "--memory-limit", help="DuckDB memory_limit (default: the connection's default)"
+    )
     args = parser.parse_args()
     print(f"{'rows':>12} {'mode':>8} {'seconds':>9} {'rows/s':>10} {'peak RSS MB':>12}")
     results = {}

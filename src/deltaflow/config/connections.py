@@ -49,7 +49,7 @@ class DuckDBConnection(ConnectionBase):
     type: Literal["duckdb"]
     path: str = "warehouse.duckdb"
     """Database file, relative to the pipeline file; ':memory:' for a throw-away one."""
-    memory_limit: str | None = Field(default="256MB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$")
+    memory_limit: str | None = Field(default="128MB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$")
     """DuckDB's memory limit, e.g. '1GB'; larger work spills to disk."""
     threads: int | None = Field(default=None, ge=1, le=256)
     """Threads DuckDB may use (default: all cores)."""
