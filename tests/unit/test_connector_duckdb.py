@@ -182,6 +182,26 @@ def test_append_adds_rows(resources: RunResources, db: duckdb.DuckDBPyConnection
     assert [r[0] for r in rows(db, "raw.orders")] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_a_load_inserts_on_one_thread_and_gives_the_threads_back(
+    resources: RunResources, db: duckdb.DuckDBPyConnection, mode: WriteMode
+) -> None:
+    db.execute("SET threads = 3")
+    seen: list[int] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in orders([1, 2]).to_batches(max_chunksize=1):
+            seen.append(int(db.cursor().execute("SELECT current_setting('threads')").fetchone()[0]))
+            yield batch
+
+    target = dest(resources, "raw.orders")
+    target.prepare(TableSchema.from_arrow(orders([1]).schema))
+    target.load(pa.RecordBatchReader.from_batches(orders([1]).schema, batches()), mode, ("id",))
+
+    assert seen == [1, 1]
+    assert db.execute("SELECT current_setting('threads')").fetchone() == (3,)
+
+
 def test_append_by_name_tolerates_column_order(
     resources: RunResources, db: duckdb.DuckDBPyConnection
 ) -> None:
