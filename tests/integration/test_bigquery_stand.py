@@ -105,3 +105,40 @@ def _list_inference() -> object:
     options = ParquetOptions()
     options.enable_list_inference = True
     return options
+
+
+def test_every_mapped_column_type_creates_a_table(
+    bigquery_emulator: BigQueryEmulator, bq_dataset: str
+) -> None:
+    from deltaflow.schema.mappings import bigquery_type, quote_backtick
+    from tests.unit.test_bigquery_types import BIGQUERY_GOLDEN
+
+    # names are made valid for BigQuery before tables are created: skip the quoting case
+    golden = [(logical, t) for logical, t in BIGQUERY_GOLDEN if "\\`" not in t]
+    columns = ", ".join(
+        f"{quote_backtick(f'c{i}')} {bigquery_type(logical)}"
+        for i, (logical, _) in enumerate(golden)
+    )
+    client = bigquery_emulator.client()
+    table_id = f"{bigquery_emulator.project}.{bq_dataset}.every_type"
+    client.query(f"CREATE TABLE `{table_id}` ({columns})", timeout=30).result(timeout=60)
+
+    fields = {f.name: f for f in client.get_table(table_id, timeout=30).schema}
+    assert len(fields) == len(golden) == len(BIGQUERY_GOLDEN) - 1
+    stored = {
+        logical_and_type[1]: (fields[f"c{i}"].field_type, fields[f"c{i}"].mode)
+        for i, logical_and_type in enumerate(golden)
+    }
+    # the API reports legacy names (INTEGER, FLOAT, BOOLEAN, RECORD); the emulator stores
+    # BIGNUMERIC(30, 0) as NUMERIC, which BigQuery itself keeps as BIGNUMERIC
+    assert stored["BIGNUMERIC(30, 0)"] in (("BIGNUMERIC", "NULLABLE"), ("NUMERIC", "NULLABLE"))
+    assert stored["NUMERIC(12, 2)"] == ("NUMERIC", "NULLABLE")
+    assert (fields["c12"].precision, fields["c12"].scale) == (12, 2)
+    assert stored["BIGNUMERIC(76, 38)"] == ("BIGNUMERIC", "NULLABLE")
+    assert stored["BIGNUMERIC"] == ("BIGNUMERIC", "NULLABLE")
+    assert stored["DATETIME"] == ("DATETIME", "NULLABLE")
+    assert stored["TIMESTAMP"] == ("TIMESTAMP", "NULLABLE")
+    assert stored["INTERVAL"] == ("INTERVAL", "NULLABLE")
+    assert stored["JSON"] == ("JSON", "NULLABLE")
+    assert stored["ARRAY<INT64>"] == ("INTEGER", "REPEATED")
+    assert stored["ARRAY<STRUCT<`sku` STRING, `price` NUMERIC(12, 2)>>"] == ("RECORD", "REPEATED")

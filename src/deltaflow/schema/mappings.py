@@ -233,3 +233,77 @@ def postgres_logical(typname: str, typmod: int) -> LogicalType | None:
             "decimal", precision=((typmod - 4) >> 16) & 0xFFFF, scale=(typmod - 4) & 0xFFFF
         )
     return POSTGRES_LOGICAL.get(typname)
+
+
+# --------------------------------------------------------------------------- BigQuery
+
+#: NUMERIC holds 29 integer digits and 9 after the point; BIGNUMERIC 38 and 38.
+NUMERIC_DIGITS, NUMERIC_SCALE = 29, 9
+BIGNUMERIC_DIGITS, BIGNUMERIC_SCALE = 38, 38
+
+
+def quote_backtick(identifier: str) -> str:
+    """A BigQuery quoted identifier; backslashes and backticks are escaped."""
+    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def _bq_decimal(t: LogicalType, m: TypeMapper) -> str:
+    """NUMERIC when it holds the declared digits, else BIGNUMERIC, else the exact text.
+
+    An unconstrained decimal (PostgreSQL ``numeric``) becomes BIGNUMERIC, the widest exact
+    type; a value beyond it cannot be loaded and is reported, never rounded.
+    """
+    if t.precision is None:
+        return "BIGNUMERIC"
+    scale = t.scale or 0
+    digits = t.precision - scale
+    if digits <= NUMERIC_DIGITS and scale <= NUMERIC_SCALE:
+        return f"NUMERIC({t.precision}, {scale})"
+    if digits <= BIGNUMERIC_DIGITS and scale <= BIGNUMERIC_SCALE:
+        return f"BIGNUMERIC({t.precision}, {scale})"
+    return "STRING"
+
+
+def _bq_timestamp(t: LogicalType, m: TypeMapper) -> str:
+    return "TIMESTAMP" if t.tz else "DATETIME"  # an instant, or a wall-clock time
+
+
+def _bq_list(t: LogicalType, m: TypeMapper) -> str:
+    """ARRAY of the element; BigQuery has no array of arrays, so those become JSON."""
+    assert t.item is not None
+    if t.item.kind in ("list", "null", "json"):
+        return "JSON"
+    return f"ARRAY<{m(t.item)}>"
+
+
+def _bq_struct(t: LogicalType, m: TypeMapper) -> str:
+    return "STRUCT<" + ", ".join(f"{m.quote(c.name)} {m(c.type)}" for c in t.fields) + ">"
+
+
+BIGQUERY_TYPES: dict[str, Rule] = {
+    "null": "STRING",  # an all-NULL column; widened when real values arrive
+    "boolean": "BOOL",
+    "int8": "INT64",
+    "int16": "INT64",
+    "int32": "INT64",
+    "int64": "INT64",
+    "uint8": "INT64",
+    "uint16": "INT64",
+    "uint32": "INT64",
+    "uint64": "NUMERIC(20, 0)",
+    "float32": "FLOAT64",
+    "float64": "FLOAT64",
+    "decimal": _bq_decimal,
+    "string": "STRING",
+    "binary": "BYTES",
+    "date": "DATE",
+    "time": "TIME",
+    "timestamp": _bq_timestamp,
+    "interval": "INTERVAL",
+    "json": "JSON",
+    "uuid": "STRING",
+    "list": _bq_list,
+    "struct": _bq_struct,
+}
+
+bigquery_type = TypeMapper("BigQuery", BIGQUERY_TYPES, quote_backtick)
