@@ -118,8 +118,8 @@ def test_unknown_key_with_did_you_mean(tmp_path: Path) -> None:
     assert (d.file, d.line, d.path) == (file, 17, "steps[0].destination.tabel")
     assert d.message == "unknown key 'tabel'. Did you mean 'table'?"
     assert d.hint == (
-        "valid keys here: connection, drop_existing, format, indexes, nested, "
-        "on_schema_change, path, primary_key, table, write_mode"
+        "valid keys here: cluster_by, connection, drop_existing, format, indexes, nested, "
+        "on_schema_change, partition_by, path, primary_key, table, write_mode"
     )
 
 
@@ -136,7 +136,7 @@ def test_unknown_connection_type_with_did_you_mean(tmp_path: Path) -> None:
     [d] = found  # the steps using it are not reported again
     assert (d.file, d.line, d.path) == (file, 7, "connections.warehouse.type")
     assert d.message == "unknown connection type 'duckbd'. Did you mean 'duckdb'?"
-    assert d.hint == "valid connection types: duckdb, files, postgres"
+    assert d.hint == "valid connection types: bigquery, duckdb, files, postgres"
 
 
 def test_connection_without_type(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_connection_without_type(tmp_path: Path) -> None:
     [d] = found
     assert (d.file, d.line, d.path) == (file, 6, "connections.warehouse")
     assert d.message == "connection has no 'type'"
-    assert d.hint == "add 'type:' with one of: duckdb, files, postgres"
+    assert d.hint == "add 'type:' with one of: bigquery, duckdb, files, postgres"
 
 
 def test_unknown_step_type_with_did_you_mean(tmp_path: Path) -> None:
@@ -599,3 +599,43 @@ def test_each_of_several_sources_is_checked(tmp_path: Path) -> None:
     _, found = check(tmp_path, text)
     d = one(found, "steps[0].sources[1].path")
     assert d.message == "'path' does not apply to a duckdb source"
+
+
+BIGQUERY = variant(
+    "    path: warehouse.duckdb        #  8\n",
+    "    path: warehouse.duckdb        #  8\n  bq: {type: bigquery, project: p, dataset: d}\n",
+)
+
+
+def test_a_bigquery_destination_with_partitioning_and_clustering_is_valid(tmp_path: Path) -> None:
+    text = variant(
+        "      connection: warehouse       # 16\n",
+        "      connection: bq\n      partition_by: {field: created_at, granularity: MONTH}\n"
+        "      cluster_by: [customer_id]\n",
+        BIGQUERY,
+    )
+    assert check(tmp_path, text)[1] == []
+
+
+def test_a_destination_only_connection_as_a_source_says_so(tmp_path: Path) -> None:
+    text = variant(
+        "      connection: files_in        # 13\n      path: orders.parquet        # 14\n",
+        "      connection: bq\n      table: orders\n",
+        BIGQUERY,
+    )
+    file, found = check(tmp_path, text)
+    [d] = found
+    assert (d.file, d.path) == (file, "steps[0].source.connection")
+    assert d.message == "connection 'bq' (bigquery) cannot be a source"
+    assert d.hint == "bigquery connections are destinations only in this version"
+
+
+def test_partition_granularity_lists_the_choices(tmp_path: Path) -> None:
+    text = variant(
+        "      connection: warehouse       # 16\n",
+        "      connection: bq\n      partition_by: {granularity: WEEK}\n",
+        BIGQUERY,
+    )
+    [d] = check(tmp_path, text)[1]
+    assert d.path == "steps[0].destination.partition_by.granularity"
+    assert d.hint == "use one of: DAY, HOUR, MONTH, YEAR"

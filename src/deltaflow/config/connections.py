@@ -124,11 +124,39 @@ class PostgresConnection(ConnectionBase):
         return f"{base}{sep}{extra}" if extra else base
 
 
+class BigQueryConnection(ConnectionBase):
+    """Google BigQuery, through the official client libraries (or an emulator)."""
+
+    destination_options = frozenset(
+        {"table", "write_mode", "primary_key", "partition_by", "cluster_by"}
+    )
+    required_destination = (frozenset({"table"}),)
+    write_modes = ("append", "replace", "merge")
+
+    type: Literal["bigquery"]
+    project: str = Field(min_length=1)
+    """The Google Cloud project that runs the jobs and holds the datasets."""
+    dataset: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_]{1,1024}$")
+    """Dataset of tables named without one ('orders' -> dataset.orders)."""
+    location: str | None = None
+    """Where jobs run and datasets are created, e.g. 'EU' (default: BigQuery's)."""
+    credentials: Literal["default", "anonymous"] | None = None
+    """'default': application default credentials; 'anonymous': none (emulators)."""
+    key_file: str | None = None
+    """A service-account key file, instead of 'credentials' (relative to the pipeline)."""
+    api_endpoint: str | None = None
+    """REST endpoint of an emulator, e.g. 'http://127.0.0.1:9050'."""
+    timeout: float = Field(default=120.0, gt=0, le=3600)
+    """Seconds each API call and job may take."""
+
+
 Connection = Annotated[
-    DuckDBConnection | FilesConnection | PostgresConnection, Field(discriminator="type")
+    DuckDBConnection | FilesConnection | PostgresConnection | BigQueryConnection,
+    Field(discriminator="type"),
 ]
 
 CONNECTION_MODELS: dict[str, type[ConnectionBase]] = {
+    "bigquery": BigQueryConnection,
     "duckdb": DuckDBConnection,
     "files": FilesConnection,
     "postgres": PostgresConnection,

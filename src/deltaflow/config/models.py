@@ -56,6 +56,18 @@ class IndexSpec(Model):
     """Index name (default: derived from the table and columns)."""
 
 
+class PartitionSpec(Model):
+    """A time-partitioned table: by a column, or by ingestion time when none is named."""
+
+    field: str | None = None
+    """A DATE, TIMESTAMP or DATETIME column (default: the ingestion time)."""
+    granularity: Literal["DAY", "HOUR", "MONTH", "YEAR"] = "DAY"
+    expiration_days: float | None = Field(default=None, gt=0)
+    """Delete partitions older than this."""
+    require_filter: bool = False
+    """Queries must filter on the partition column."""
+
+
 class DestinationSpec(Model):
     """Where a sync writes."""
 
@@ -80,6 +92,10 @@ class DestinationSpec(Model):
     on_schema_change: Literal["fail", "add_columns", "evolve"] = "evolve"
     """When the source schema differs from the table: 'fail' stops; 'add_columns' adds new
     columns; 'evolve' also widens types (int -> bigint, varchar(n) -> text, ...)."""
+    partition_by: PartitionSpec | None = None
+    """Partition the table by a date or timestamp column (BigQuery)."""
+    cluster_by: list[str] = Field(default_factory=list, max_length=4)
+    """Columns to cluster the table by, up to four (BigQuery)."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)?\s*$")

@@ -13,7 +13,12 @@ if TYPE_CHECKING:
     from deltaflow.connectors.base import Destination, RunResources, Source
 
 #: connection type -> module under deltaflow.connectors
-REGISTRY: dict[str, str] = {"duckdb": "duckdb", "files": "files", "postgres": "postgres"}
+REGISTRY: dict[str, str] = {
+    "bigquery": "bigquery",
+    "duckdb": "duckdb",
+    "files": "files",
+    "postgres": "postgres",
+}
 
 
 def _module(kind: str) -> Any:

@@ -1,0 +1,170 @@
+"""BigQuery destination against the BigQuery emulator (see tests/support/bigquery.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
+from deltaflow.orchestration.runner import RunResult
+from tests.support.bigquery import BigQueryEmulator
+
+
+def run(tmp_path: Path, emulator: BigQueryEmulator, dataset: str, steps: str) -> RunResult:
+    path = tmp_path / "pipeline.yml"
+    path.write_text(
+        textwrap.dedent(f"""\
+        pipeline_id: bq
+        connections:
+          files: {{type: files}}
+          bq: {{type: bigquery, project: {emulator.project}, dataset: {dataset},
+                credentials: anonymous, api_endpoint: "{emulator.endpoint}", timeout: 60}}
+        steps:
+        """)
+        + textwrap.indent(textwrap.dedent(steps), "  ")
+    )
+    return run_pipeline(
+        load_pipeline(path), context=RunContext(), store=RunStore(tmp_path / "runs.db")
+    )
+
+
+def rows(emulator: BigQueryEmulator, sql: str) -> list[tuple[object, ...]]:
+    return [tuple(r) for r in emulator.client().query(sql, timeout=30).result(timeout=60)]
+
+
+def step(mode: str, extra: str = "", path: str = "orders.csv") -> str:
+    return f"""\
+        - step_id: orders
+          type: sync
+          source: {{connection: files, path: {path}}}
+          destination: {{connection: bq, table: orders, write_mode: {mode}{extra}}}
+        """
+
+
+def test_append_then_replace(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, bq_dataset: str
+) -> None:
+    (tmp_path / "orders.csv").write_text("id,status\n1,new\n2,new\n")
+    table = f"`{bigquery_emulator.project}.{bq_dataset}.orders`"
+
+    first = run(tmp_path, bigquery_emulator, bq_dataset, step("append"))
+    second = run(tmp_path, bigquery_emulator, bq_dataset, step("append"))
+    assert first.ok, first.error
+    assert second.ok, second.error
+    assert rows(bigquery_emulator, f"SELECT count(*) FROM {table}") == [(4,)]
+    assert second.steps[0].details["load_jobs"] == 1
+
+    replaced = run(tmp_path, bigquery_emulator, bq_dataset, step("replace"))
+    assert replaced.ok, replaced.error
+    assert rows(bigquery_emulator, f"SELECT id, status FROM {table} ORDER BY id") == [
+        (1, "new"),
+        (2, "new"),
+    ]
+    assert replaced.steps[0].table_rows == 2
+
+
+def test_merge_is_idempotent_and_the_last_row_of_a_key_wins(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, bq_dataset: str
+) -> None:
+    (tmp_path / "orders.csv").write_text("id,status\n1,new\n2,new\n2,paid\n3,new\n")
+    table = f"`{bigquery_emulator.project}.{bq_dataset}.orders`"
+    merge = step("merge", ", primary_key: [id]")
+
+    first = run(tmp_path, bigquery_emulator, bq_dataset, merge)
+    second = run(tmp_path, bigquery_emulator, bq_dataset, merge)
+
+    assert first.ok, first.error
+    assert second.ok, second.error
+    assert rows(bigquery_emulator, f"SELECT id, status FROM {table} ORDER BY id") == [
+        (1, "new"),
+        (2, "paid"),
+        (3, "new"),
+    ]
+    assert second.steps[0].details["query_jobs"] >= 1
+
+
+def test_partitioned_and_clustered_table_from_config(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, bq_dataset: str
+) -> None:
+    at = [dt.datetime(2024, 1, day, 10, 0, 0, 123456, tzinfo=dt.UTC) for day in (1, 2)]
+    pq.write_table(
+        pa.table({"id": [1, 2], "user": ["a", "b"], "at": pa.array(at, pa.timestamp("us", "UTC"))}),
+        tmp_path / "events.parquet",
+    )
+    result = run(
+        tmp_path,
+        bigquery_emulator,
+        bq_dataset,
+        """\
+        - step_id: events
+          type: sync
+          source: {connection: files, path: events.parquet}
+          destination: {connection: bq, table: events, partition_by: {field: at,
+                        expiration_days: 30}, cluster_by: [user, id]}
+        """,
+    )
+
+    assert result.ok, result.error
+    table = bigquery_emulator.client().get_table(f"{bigquery_emulator.project}.{bq_dataset}.events")
+    assert table.time_partitioning.field == "at"
+    assert table.clustering_fields == ["user", "id"]
+    assert table.num_rows == 2
+    assert rows(
+        bigquery_emulator,
+        f"SELECT at FROM `{table.project}.{bq_dataset}.events` WHERE id = 1",
+    ) == [(at[0],)]  # microseconds kept
+
+
+def test_cluster_by_an_unknown_column_names_it(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, bq_dataset: str
+) -> None:
+    (tmp_path / "orders.csv").write_text("id,status\n1,new\n")
+    result = run(tmp_path, bigquery_emulator, bq_dataset, step("append", ", cluster_by: [stauts]"))
+    assert not result.ok
+    assert "cluster_by names stauts, not a column of" in str(result.error)
+
+
+def test_new_source_columns_are_added(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, bq_dataset: str
+) -> None:
+    (tmp_path / "orders.csv").write_text("id,status\n1,new\n")
+    assert run(tmp_path, bigquery_emulator, bq_dataset, step("append")).ok
+    (tmp_path / "orders.csv").write_text("id,status,amount\n2,paid,9.5\n")
+    result = run(tmp_path, bigquery_emulator, bq_dataset, step("append"))
+    assert result.ok, result.error
+    table = f"`{bigquery_emulator.project}.{bq_dataset}.orders`"
+    assert rows(bigquery_emulator, f"SELECT id, amount FROM {table} ORDER BY id") == [
+        (1, None),
+        (2, 9.5),
+    ]
+
+
+def test_a_bad_key_file_is_a_connection_error_that_shows_no_key(tmp_path: Path) -> None:
+    (tmp_path / "key.json").write_text('{"type": "service_account", "private_key": "SECRET-XYZ"}')
+    (tmp_path / "orders.csv").write_text("id\n1\n")
+    path = tmp_path / "pipeline.yml"
+    path.write_text(
+        textwrap.dedent("""\
+        pipeline_id: bq
+        connections:
+          files: {type: files}
+          bq: {type: bigquery, project: p, dataset: d, key_file: key.json}
+        steps:
+          - step_id: orders
+            type: sync
+            source: {connection: files, path: orders.csv}
+            destination: {connection: bq, table: orders}
+        """)
+    )
+    result = run_pipeline(
+        load_pipeline(path), context=RunContext(), store=RunStore(tmp_path / "runs.db")
+    )
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.code == "CONNECTION_FAILED"
+    assert "key.json" in str(result.error)
+    assert "SECRET-XYZ" not in str(result.error)
