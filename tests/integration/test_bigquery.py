@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,8 +22,10 @@ def run(tmp_path: Path, emulator: BigQueryEmulator, dataset: str, steps: str) ->
         pipeline_id: bq
         connections:
           files: {{type: files}}
+          wh: {{type: duckdb, path: wh.duckdb}}
           bq: {{type: bigquery, project: {emulator.project}, dataset: {dataset},
-                credentials: anonymous, api_endpoint: "{emulator.endpoint}", timeout: 60}}
+                credentials: anonymous, api_endpoint: "{emulator.endpoint}",
+                storage_endpoint: "127.0.0.1:{emulator.grpc_port}", timeout: 60}}
         steps:
         """)
         + textwrap.indent(textwrap.dedent(steps), "  ")
@@ -168,3 +171,47 @@ def test_a_bad_key_file_is_a_connection_error_that_shows_no_key(tmp_path: Path) 
     assert result.error.code == "CONNECTION_FAILED"
     assert "key.json" in str(result.error)
     assert "SECRET-XYZ" not in str(result.error)
+
+
+def test_a_table_and_a_query_read_back_over_the_storage_api(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, bq_dataset: str
+) -> None:
+    import duckdb
+
+    at = dt.datetime(2024, 1, 1, 10, 0, 0, 123456, tzinfo=dt.UTC)
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array(range(1, 1001), pa.int64()),
+                "amount": pa.array([Decimal(i) / 100 for i in range(1000)], pa.decimal128(12, 2)),
+                "at": pa.array([at] * 1000, pa.timestamp("us", "UTC")),
+                "tags": pa.array([["a", str(i)] for i in range(1000)], pa.list_(pa.string())),
+            }
+        ),
+        tmp_path / "orders.parquet",
+    )
+    assert run(tmp_path, bigquery_emulator, bq_dataset, step("append", path="orders.parquet")).ok
+
+    def read_back(source: str) -> list[tuple[object, ...]]:
+        steps = f"""\
+            - step_id: back
+              type: sync
+              source: {{connection: bq, {source}}}
+              destination: {{connection: wh, table: raw.back, write_mode: replace}}
+            """
+        result = run(tmp_path, bigquery_emulator, bq_dataset, steps)
+        assert result.ok, result.error
+        with duckdb.connect(str(tmp_path / "wh.duckdb")) as db:
+            found = db.execute("SELECT count(*), max(amount) FROM raw.back").fetchall()
+        assert result.steps[0].rows_read == found[0][0]
+        return found
+
+    assert read_back("table: orders") == [(1000, Decimal("9.99"))]
+    assert read_back("table: orders, columns: [id, amount, tags], where: 'id > 990'") == [
+        (10, Decimal("9.99"))
+    ]
+    query = f"SELECT id, amount, at FROM `{bq_dataset}.orders` WHERE id <= 10"
+    assert read_back(f'query: "{query}"') == [(10, Decimal("0.09"))]
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as db:
+        micros = db.execute('SELECT DISTINCT epoch_us("at") FROM raw.back').fetchall()
+    assert micros == [(int(at.timestamp()) * 1_000_000 + at.microsecond,)]  # microseconds kept

@@ -73,3 +73,36 @@ def test_bigquery_golden_list_covers_every_kind() -> None:
 )
 def test_quote_backtick_escapes_what_would_end_the_name(identifier: str, quoted: str) -> None:
     assert quote_backtick(identifier) == quoted
+
+
+def _field(name: str, kind: str, mode: str = "NULLABLE", **kw: object) -> object:
+    from google.cloud.bigquery import SchemaField
+
+    return SchemaField(name, kind, mode=mode, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        (_field("a", "INTEGER"), LogicalType("int64")),
+        (_field("a", "NUMERIC"), LogicalType("decimal", precision=38, scale=9)),
+        (
+            _field("a", "NUMERIC", precision=12, scale=2),
+            LogicalType("decimal", precision=12, scale=2),
+        ),
+        (_field("a", "BIGNUMERIC"), LogicalType("decimal", precision=76, scale=38)),
+        (_field("a", "DATETIME"), LogicalType("timestamp", unit="us")),
+        (_field("a", "TIMESTAMP"), LogicalType("timestamp", unit="us", tz="UTC")),
+        (_field("a", "GEOGRAPHY"), LogicalType("string")),
+        (_field("a", "STRING", "REPEATED"), LogicalType("list", item=LogicalType("string"))),
+        (
+            _field("a", "RECORD", fields=(_field("b", "DATE", "REQUIRED"),)),
+            LogicalType("struct", fields=(Column("b", LogicalType("date"), False),)),
+        ),
+    ],
+    ids=str,
+)
+def test_bigquery_logical(field: object, expected: LogicalType) -> None:
+    from deltaflow.schema.mappings import bigquery_logical
+
+    assert bigquery_logical(field) == expected

@@ -127,6 +127,8 @@ class PostgresConnection(ConnectionBase):
 class BigQueryConnection(ConnectionBase):
     """Google BigQuery, through the official client libraries (or an emulator)."""
 
+    source_options = frozenset({"table", "query", "columns", "where", "stream"})
+    required_source = (frozenset({"table", "query"}),)
     destination_options = frozenset(
         {"table", "write_mode", "primary_key", "partition_by", "cluster_by"}
     )
@@ -146,6 +148,8 @@ class BigQueryConnection(ConnectionBase):
     """A service-account key file, instead of 'credentials' (relative to the pipeline)."""
     api_endpoint: str | None = None
     """REST endpoint of an emulator, e.g. 'http://127.0.0.1:9050'."""
+    storage_endpoint: str | None = None
+    """Storage Read API (gRPC) 'host:port' of an emulator, reached without TLS."""
     timeout: float = Field(default=120.0, gt=0, le=3600)
     """Seconds each API call and job may take."""
 

@@ -236,3 +236,18 @@ def state_from_row(row: tuple[Any, ...]) -> StateRecord:
 
 
 STATE_COLUMNS = "state_key, cursor, watermark, boundary, run_id, updated_at"
+
+
+def conform_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+    """A batch as a driver returns it, in the carrier types of ``target``: extension
+    types (json, uuid) by their storage, other differences (numeric as text, ...) cast."""
+    import pyarrow as pa
+
+    columns = []
+    for column, wanted in zip(batch.columns, target, strict=True):
+        if isinstance(column.type, pa.BaseExtensionType):
+            column = column.storage  # type: ignore[attr-defined]
+        if not column.type.equals(wanted.type):
+            column = column.cast(wanted.type)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=target)

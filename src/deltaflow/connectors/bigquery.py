@@ -1,4 +1,7 @@
-"""BigQuery, as destination, through the official client library (google-cloud-bigquery).
+"""BigQuery, as source and destination, through the official client libraries.
+
+A source reads a table, or the result of a query, over the Storage Read API as Arrow
+record batches; each stream of the read session is a split.
 
 Tables are created from the logical schema (``deltaflow.schema.mappings.BIGQUERY_TYPES``)
 with their partitioning and clustering. Loads write the batches to a Parquet file and
@@ -16,21 +19,28 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.connectors.base import (
     LoadResult,
     RunResources,
+    Split,
     StateRecord,
     check_merge_keys,
+    conform_batch,
     relay_failures,
     split_table,
 )
-from deltaflow.errors import ConnectionFailedError, LoadError, SchemaError
-from deltaflow.schema.mappings import bigquery_type, parquet_type, quote_backtick
-from deltaflow.schema.types import TableSchema
+from deltaflow.errors import ConnectionFailedError, LoadError, SchemaError, SourceError
+from deltaflow.schema.mappings import (
+    bigquery_logical,
+    bigquery_type,
+    parquet_type,
+    quote_backtick,
+)
+from deltaflow.schema.types import Column, TableSchema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -81,6 +91,132 @@ def client(conn: BigQueryConnection, resources: RunResources) -> Any:
     return resources.handles[key]
 
 
+def read_client(conn: BigQueryConnection, resources: RunResources) -> Any:
+    """The run's Storage Read API client: on ``storage_endpoint`` without TLS (emulators),
+    else Google's endpoint with the connection's credentials."""
+    key = f"bigquery-read:{conn.project}:{conn.storage_endpoint or ''}"
+    if key not in resources.handles:
+        from google.cloud.bigquery_storage_v1 import BigQueryReadClient
+
+        if conn.storage_endpoint:
+            import grpc
+            from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
+                BigQueryReadGrpcTransport,
+            )
+
+            channel = grpc.insecure_channel(conn.storage_endpoint)
+            made = BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))  # type: ignore[no-untyped-call]
+            resources.closers.append(channel.close)
+        else:
+            made = BigQueryReadClient(credentials=client(conn, resources)._credentials)  # type: ignore[no-untyped-call]
+        resources.handles[key] = made
+    return resources.handles[key]
+
+
+class BigQuerySource:
+    """A table or a query's result, read over the Storage Read API as Arrow: each of the
+    read session's streams is a split, so ``parallelism`` streams are read at once."""
+
+    def __init__(
+        self,
+        conn: BigQueryConnection,
+        spec: SourceSpec,
+        resources: RunResources,
+        parallelism: int,
+    ):
+        self.conn = conn
+        self.spec = spec
+        self.resources = resources
+        self.parallelism = max(1, parallelism)
+        self.name = spec.stream or (
+            split_table(spec.table, conn.dataset)[1] if spec.table else "query"
+        )
+        self.table_path = ""  # projects/P/datasets/D/tables/T of what is read
+        self.schema: TableSchema | None = None
+        self.session: Any = None
+
+    def discover(self) -> TableSchema:
+        bq = client(self.conn, self.resources)
+        retry = _retry(self.conn)
+        if self.spec.query:
+            job = bq.query(self.spec.query, retry=retry, timeout=self.conn.timeout)
+            job.result(retry=retry, timeout=self.conn.timeout)
+            table_ref = job.destination
+            table = bq.get_table(table_ref, retry=retry, timeout=self.conn.timeout)
+        else:
+            assert self.spec.table is not None
+            dataset, name = split_table(self.spec.table, self.conn.dataset)
+            table = bq.get_table(
+                f"{self.conn.project}.{dataset}.{name}", retry=retry, timeout=self.conn.timeout
+            )
+        self.table_path = (
+            f"projects/{table.project}/datasets/{table.dataset_id}/tables/{table.table_id}"
+        )
+        fields = {f.name: f for f in table.schema}
+        wanted = self.spec.columns or list(fields)
+        missing = [c for c in wanted if c not in fields]
+        if missing:
+            raise SchemaError(
+                f"columns {', '.join(missing)} are not in BigQuery {self.name}",
+                hint=f"choose from: {', '.join(fields)}",
+            )
+        self.schema = TableSchema(
+            tuple(
+                Column(n, bigquery_logical(fields[n]), fields[n].mode != "REQUIRED") for n in wanted
+            )
+        )
+        return self.schema
+
+    def splits(self) -> list[Split]:
+        from google.cloud.bigquery_storage_v1 import types
+
+        assert self.schema is not None, "discover() first"
+        options = types.ReadSession.TableReadOptions(selected_fields=self.schema.names)
+        if self.spec.where:
+            options.row_restriction = self.spec.where
+        self.session = read_client(self.conn, self.resources).create_read_session(
+            parent=f"projects/{self.conn.project}",
+            read_session=types.ReadSession(
+                table=self.table_path, data_format=types.DataFormat.ARROW, read_options=options
+            ),
+            max_stream_count=self.parallelism,
+            timeout=self.conn.timeout,
+        )
+        streams = [s.name for s in self.session.streams]
+        return [Split(i, {"stream": name}) for i, name in enumerate(streams)] or [Split(0)]
+
+    def read(self, split: Split) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        assert self.schema is not None
+        assert self.session is not None
+        stream = split.params.get("stream")
+        if stream is None:  # an empty table: BigQuery gives it no stream
+            return
+        target = self.schema.to_arrow()
+        arrow_schema = pa.ipc.read_schema(pa.py_buffer(self.session.arrow_schema.serialized_schema))
+        reader = read_client(self.conn, self.resources)
+        try:
+            for response in reader.read_rows(stream, timeout=self.conn.timeout):
+                message = response.arrow_record_batch.serialized_record_batch
+                batch = pa.ipc.read_record_batch(pa.py_buffer(message), arrow_schema)
+                yield conform_batch(batch.select(self.schema.names), target)
+        except Exception as exc:
+            if isinstance(exc, SourceError):
+                raise
+            raise SourceError(
+                f"reading BigQuery stream '{self.name}' failed: {exc}",
+                hint="check the table, the where filter and the connection",
+            ) from exc
+
+
+def _retry(conn: BigQueryConnection) -> Any:
+    """The client's retry of retryable errors only, within the connection's timeout."""
+    from google.cloud.bigquery import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_deadline(conn.timeout)
+
+
 class BigQueryDestination:
     def __init__(self, conn: BigQueryConnection, spec: DestinationSpec, resources: RunResources):
         assert spec.table is not None
@@ -99,10 +235,7 @@ class BigQueryDestination:
 
     @property
     def retry(self) -> Any:
-        """The client's retry of retryable errors only, within the connection's timeout."""
-        from google.cloud.bigquery import DEFAULT_RETRY
-
-        return DEFAULT_RETRY.with_deadline(self.conn.timeout)
+        return _retry(self.conn)
 
     def _get_table(self, table_id: str) -> Any:
         return self.client.get_table(table_id, retry=self.retry, timeout=self.conn.timeout)
@@ -327,12 +460,8 @@ def open_source(
     resources: RunResources,
     batch_size: int,
     parallelism: int = 1,
-) -> Any:
-    raise SchemaError(
-        "BigQuery is a destination only in this version",
-        hint="read from PostgreSQL, DuckDB or files, and write to BigQuery",
-        code="UNSUPPORTED_SOURCE",
-    )
+) -> BigQuerySource:
+    return BigQuerySource(conn, spec, resources, parallelism)
 
 
 def open_destination(

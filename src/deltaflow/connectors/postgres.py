@@ -32,6 +32,7 @@ from deltaflow.connectors.base import (
     Split,
     StateRecord,
     check_merge_keys,
+    conform_batch,
     quoted,
     relay_failures,
     split_table,
@@ -369,7 +370,7 @@ class PostgresSource:
                 _execute(cur, self.sql(split), self._query()[1] if self.spec.query else [])
                 reader = cur.fetch_record_batch()
                 for batch in reader:
-                    converted = _to_logical(batch, target)
+                    converted = conform_batch(batch, target)
                     for offset in range(0, converted.num_rows, self.batch_size):
                         yield converted.slice(offset, self.batch_size)
             except Exception as exc:
@@ -397,20 +398,6 @@ def _strip(query: str) -> str:
     while query.endswith(";"):
         query = query[:-1].rstrip()
     return query if "--" not in query.splitlines()[-1] else query + "\n"
-
-
-def _to_logical(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
-    """Cast what ADBC returns (numeric as text, json and uuid extensions) to the carriers."""
-    import pyarrow as pa
-
-    columns = []
-    for column, field in zip(batch.columns, target, strict=True):
-        if isinstance(column.type, pa.BaseExtensionType):
-            column = column.storage  # type: ignore[attr-defined]
-        if not column.type.equals(field.type):
-            column = column.cast(field.type)
-        columns.append(column)
-    return pa.RecordBatch.from_arrays(columns, schema=target)
 
 
 # --------------------------------------------------------------------------- destination

@@ -7,10 +7,10 @@ A table maps a logical kind to a type name, or to a function for the parametrise
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from deltaflow.errors import UnsupportedTypeError
-from deltaflow.schema.types import LogicalType, to_arrow
+from deltaflow.schema.types import Column, LogicalType, to_arrow
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -307,3 +307,42 @@ BIGQUERY_TYPES: dict[str, Rule] = {
 }
 
 bigquery_type = TypeMapper("BigQuery", BIGQUERY_TYPES, quote_backtick)
+
+#: BigQuery field type (as the API reports it) -> logical type; REPEATED fields are lists
+#: of these and RECORD fields structs. GEOGRAPHY and RANGE read as their text.
+BIGQUERY_LOGICAL: dict[str, LogicalType] = {
+    "INTEGER": LogicalType("int64"),
+    "INT64": LogicalType("int64"),
+    "FLOAT": LogicalType("float64"),
+    "FLOAT64": LogicalType("float64"),
+    "BOOLEAN": LogicalType("boolean"),
+    "BOOL": LogicalType("boolean"),
+    "STRING": LogicalType("string"),
+    "BYTES": LogicalType("binary"),
+    "DATE": LogicalType("date"),
+    "TIME": LogicalType("time", unit="us"),
+    "DATETIME": LogicalType("timestamp", unit="us"),
+    "TIMESTAMP": LogicalType("timestamp", unit="us", tz="UTC"),
+    "JSON": LogicalType("json"),
+    "GEOGRAPHY": LogicalType("string"),
+}
+
+
+def bigquery_logical(field: Any) -> LogicalType:
+    """The logical type of a google.cloud.bigquery SchemaField."""
+    kind = field.field_type.upper()
+    if kind in ("RECORD", "STRUCT"):
+        logical = LogicalType(
+            "struct",
+            fields=tuple(
+                Column(f.name, bigquery_logical(f), f.mode != "REQUIRED") for f in field.fields
+            ),
+        )
+    elif kind in ("NUMERIC", "BIGNUMERIC"):
+        default = (38, 9) if kind == "NUMERIC" else (76, 38)
+        precision = field.precision or default[0]
+        scale = field.scale if field.precision else default[1]
+        logical = LogicalType("decimal", precision=precision, scale=scale or 0)
+    else:
+        logical = BIGQUERY_LOGICAL.get(kind, LogicalType("string"))
+    return LogicalType("list", item=logical) if field.mode == "REPEATED" else logical
