@@ -617,17 +617,18 @@ def test_a_bigquery_destination_with_partitioning_and_clustering_is_valid(tmp_pa
     assert check(tmp_path, text)[1] == []
 
 
-def test_a_destination_only_connection_as_a_source_says_so(tmp_path: Path) -> None:
+def test_a_bigquery_source_takes_table_or_query(tmp_path: Path) -> None:
     text = variant(
         "      connection: files_in        # 13\n      path: orders.parquet        # 14\n",
-        "      connection: bq\n      table: orders\n",
+        "      connection: bq\n      table: orders\n      where: id > 5\n",
         BIGQUERY,
     )
-    file, found = check(tmp_path, text)
-    [d] = found
-    assert (d.file, d.path) == (file, "steps[0].source.connection")
-    assert d.message == "connection 'bq' (bigquery) cannot be a source"
-    assert d.hint == "bigquery connections are destinations only in this version"
+    assert check(tmp_path, text)[1] == []
+    found = check(tmp_path, text.replace("      table: orders\n", "      path: orders\n"))[1]
+    path = one(found, "steps[0].source.path")
+    assert path.message == "'path' does not apply to a bigquery source"
+    assert path.hint == "bigquery sources take: columns, query, stream, table, where"
+    assert one(found, "steps[0].source").message == "a bigquery source needs 'query' or 'table'"
 
 
 def test_partition_granularity_lists_the_choices(tmp_path: Path) -> None:

@@ -584,15 +584,6 @@ def _check_sync(connections: _Connections, step: dict[str, Any], loc: Loc, repor
             continue
         assert isinstance(spec, SourceSpec | DestinationSpec)
         allowed = conn.source_options if role == "source" else conn.destination_options
-        if not allowed:
-            report.add(
-                (*where, "connection"),
-                f"connection '{name}' ({conn.kind}) cannot be a {role}",
-                f"{conn.kind} connections are "
-                + ("destinations" if role == "source" else "sources")
-                + " only in this version",
-            )
-            continue
         given = spec.model_fields_set - {"connection"}
         for option in sorted(given - allowed):
             report.add(
