@@ -15,7 +15,13 @@ from deltaflow.orchestration.runner import RunResult
 from tests.support.bigquery import BigQueryEmulator
 
 
-def run(tmp_path: Path, emulator: BigQueryEmulator, dataset: str, steps: str) -> RunResult:
+def run(
+    tmp_path: Path,
+    emulator: BigQueryEmulator,
+    dataset: str,
+    steps: str,
+    extra_connections: str = "",
+) -> RunResult:
     path = tmp_path / "pipeline.yml"
     path.write_text(
         textwrap.dedent(f"""\
@@ -26,8 +32,9 @@ def run(tmp_path: Path, emulator: BigQueryEmulator, dataset: str, steps: str) ->
           bq: {{type: bigquery, project: {emulator.project}, dataset: {dataset},
                 credentials: anonymous, api_endpoint: "{emulator.endpoint}",
                 storage_endpoint: "127.0.0.1:{emulator.grpc_port}", timeout: 60}}
-        steps:
         """)
+        + extra_connections
+        + "steps:\n"
         + textwrap.indent(textwrap.dedent(steps), "  ")
     )
     return run_pipeline(
@@ -215,3 +222,55 @@ def test_a_table_and_a_query_read_back_over_the_storage_api(
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as db:
         micros = db.execute('SELECT DISTINCT epoch_us("at") FROM raw.back').fetchall()
     assert micros == [(int(at.timestamp()) * 1_000_000 + at.microsecond,)]  # microseconds kept
+
+
+def test_bigquery_to_postgres_nested_as_jsonb_with_a_gin_index(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, bq_dataset: str, pg_dsn: str
+) -> None:
+    import psycopg
+
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array([1, 2], pa.int64()),
+                "tags": pa.array([["a", "b"], []], pa.list_(pa.string())),
+                "address": pa.array(
+                    [{"city": "Köln", "zip": "50667"}, None],
+                    pa.struct([("city", pa.string()), ("zip", pa.string())]),
+                ),
+            }
+        ),
+        tmp_path / "people.parquet",
+    )
+    assert run(tmp_path, bigquery_emulator, bq_dataset, step("append", path="people.parquet")).ok
+    steps = """\
+        - step_id: to_pg
+          type: sync
+          source: {connection: bq, table: orders}
+          destination: {connection: pg, table: public.people, write_mode: merge,
+                        primary_key: [id], indexes: [{columns: [address], using: gin}]}
+        """
+    result = run(
+        tmp_path,
+        bigquery_emulator,
+        bq_dataset,
+        steps,
+        extra_connections=f'  pg: {{type: postgres, dsn: "{pg_dsn}"}}\n',
+    )
+    assert result.ok, result.error
+
+    with psycopg.connect(pg_dsn) as con:
+        stored = con.execute("SELECT id, tags, address FROM public.people ORDER BY id").fetchall()
+        types = dict(
+            con.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = 'public.people'::regclass AND attnum > 0"
+            ).fetchall()
+        )
+        indexes = con.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'people'"
+        ).fetchall()
+    assert stored == [(1, ["a", "b"], {"city": "Köln", "zip": "50667"}), (2, [], None)]
+    assert types["tags"] == "jsonb"
+    assert types["address"] == "jsonb"
+    assert any("USING gin (address)" in d for (d,) in indexes)
