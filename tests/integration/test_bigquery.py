@@ -274,3 +274,25 @@ def test_bigquery_to_postgres_nested_as_jsonb_with_a_gin_index(
     assert types["tags"] == "jsonb"
     assert types["address"] == "jsonb"
     assert any("USING gin (address)" in d for (d,) in indexes)
+
+
+def test_invalid_column_names_are_renamed_and_the_renaming_recorded(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, bq_dataset: str
+) -> None:
+    (tmp_path / "orders.csv").write_text(
+        "order id,order date,1st\n1,2024-01-01,a\n1,2024-01-02,b\n"
+    )
+    merge = step("merge", ", primary_key: ['order id'], cluster_by: ['order date']")
+
+    result = run(tmp_path, bigquery_emulator, bq_dataset, merge)
+
+    assert result.ok, result.error
+    assert result.steps[0].details["renamed_columns"] == {
+        "order id": "order_id",
+        "order date": "order_date",
+        "1st": "c_1st",
+    }
+    table = f"`{bigquery_emulator.project}.{bq_dataset}.orders`"
+    assert rows(bigquery_emulator, f"SELECT order_id, c_1st FROM {table}") == [(1, "b")]
+    stored = bigquery_emulator.client().get_table(table.strip("`"))
+    assert stored.clustering_fields == ["order_date"]

@@ -106,3 +106,19 @@ def test_bigquery_logical(field: object, expected: LogicalType) -> None:
     from deltaflow.schema.mappings import bigquery_logical
 
     assert bigquery_logical(field) == expected
+
+
+def test_bigquery_names_makes_names_valid_and_unique() -> None:
+    from deltaflow.connectors.bigquery import bigquery_names
+
+    names = ["id", "order date", "1st", "a-b", "A_B", "_PARTITIONTIME", "x" * 301, "Köln"]
+    assert bigquery_names(names) == {
+        "id": "id",
+        "order date": "order_date",
+        "1st": "c_1st",
+        "a-b": "a_b",
+        "A_B": "A_B_2",  # BigQuery compares names without case
+        "_PARTITIONTIME": "c__PARTITIONTIME",  # a reserved prefix
+        "x" * 301: "x" * 300,
+        "Köln": "K_ln",
+    }

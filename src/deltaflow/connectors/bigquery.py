@@ -17,9 +17,11 @@ errors BigQuery marks as retryable, within that deadline.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -227,6 +229,7 @@ class BigQueryDestination:
         self.name = f"{self.dataset}.{self.table}"
         self.table_id = f"{conn.project}.{self.dataset}.{self.table}"
         self.columns: dict[str, str] = {}  # name -> field type of the existing table
+        self.renamed: dict[str, str] = {}  # source column -> its valid BigQuery name
         self.jobs: dict[str, int] = {}
 
     @property
@@ -258,8 +261,20 @@ class BigQueryDestination:
     # ------------------------------------------------------------------ prepare
 
     def prepare(self, schema: TableSchema) -> None:
-        """Create the dataset and the table, or add the schema's new columns to it."""
+        """Create the dataset and the table, or add the schema's new columns to it.
+
+        Column names BigQuery does not accept are made valid first (see
+        ``bigquery_names``); each renaming is logged and recorded in the run's details.
+        """
         from google.api_core.exceptions import NotFound
+
+        self.renamed = {old: new for old, new in bigquery_names(schema.names).items() if old != new}
+        for old, new in self.renamed.items():
+            log.warning("column %r is written to BigQuery %s as %r", old, self.name, new)
+        schema = TableSchema(
+            tuple(replace(c, name=self._column(c.name)) for c in schema.columns),
+            tuple(self._column(k) for k in schema.primary_key),
+        )
 
         self.client.create_dataset(
             f"{self.conn.project}.{self.dataset}",
@@ -283,8 +298,12 @@ class BigQueryDestination:
             existing = self._get_table(self.table_id)
         self.columns = {f.name: f.field_type for f in existing.schema}
 
+    def _column(self, name: str) -> str:
+        """The BigQuery name of a source column (config may use either name)."""
+        return self.renamed.get(name, name)
+
     def _create_sql(self, schema: TableSchema) -> str:
-        keys = set(self.spec.primary_key) or set(schema.primary_key)
+        keys = {self._column(k) for k in self.spec.primary_key} or set(schema.primary_key)
         columns = ", ".join(
             f"{quote_backtick(c.name)} {bigquery_type(c.type)}"
             + (" NOT NULL" if c.name in keys and c.type.kind not in ("list",) else "")
@@ -294,14 +313,15 @@ class BigQueryDestination:
         partition = self.spec.partition_by
         if partition is not None:
             sql += f" PARTITION BY {self._partition_expression(partition, schema)}"
-        if self.spec.cluster_by:
-            missing = [c for c in self.spec.cluster_by if c not in schema.names]
+        cluster_by = [self._column(c) for c in self.spec.cluster_by]
+        if cluster_by:
+            missing = [c for c in cluster_by if c not in schema.names]
             if missing:
                 raise SchemaError(
                     f"cluster_by names {', '.join(missing)}, not a column of {self.name}",
                     hint=f"cluster by columns of the source: {', '.join(schema.names)}",
                 )
-            sql += " CLUSTER BY " + ", ".join(quote_backtick(c) for c in self.spec.cluster_by)
+            sql += " CLUSTER BY " + ", ".join(quote_backtick(c) for c in cluster_by)
         options = []
         if partition is not None and partition.expiration_days is not None:
             options.append(f"partition_expiration_days = {partition.expiration_days}")
@@ -317,7 +337,7 @@ class BigQueryDestination:
             if unit == "DAY":
                 return "_PARTITIONDATE"
             return f"TIMESTAMP_TRUNC(_PARTITIONTIME, {unit})"
-        column = next((c for c in schema.columns if c.name == partition.field), None)
+        column = schema.column(self._column(partition.field))
         if column is None or column.type.kind not in ("date", "timestamp"):
             found = "missing" if column is None else f"a {column.type} column"
             raise SchemaError(
@@ -325,7 +345,7 @@ class BigQueryDestination:
                 hint="partition by a DATE, TIMESTAMP or DATETIME column, or leave field "
                 "out to partition by ingestion time",
             )
-        name = quote_backtick(partition.field)
+        name = quote_backtick(column.name)
         if column.type.kind == "date":
             return name if unit == "DAY" else f"DATE_TRUNC({name}, {unit})"
         function = "TIMESTAMP_TRUNC" if column.type.tz else "DATETIME_TRUNC"
@@ -341,7 +361,8 @@ class BigQueryDestination:
         state: Callable[[], list[StateRecord]] | None = None,
     ) -> LoadResult:
         upstream: list[BaseException] = []
-        relayed = relay_failures(batches, upstream)
+        relayed = _renamed(relay_failures(batches, upstream), self.renamed)
+        primary_key = tuple(self._column(k) for k in primary_key)
         with tempfile.TemporaryDirectory(prefix="deltaflow-bq-") as work:
             path = Path(work) / "batch.parquet"
             try:
@@ -360,7 +381,10 @@ class BigQueryDestination:
                     hint="check that the source columns fit the table's types",
                 ) from exc
         table = self._get_table(self.table_id)
-        return LoadResult(rows, int(table.num_rows or 0), dict(self.jobs))
+        details: dict[str, Any] = dict(self.jobs)
+        if self.renamed:
+            details["renamed_columns"] = dict(self.renamed)
+        return LoadResult(rows, int(table.num_rows or 0), details)
 
     def _load_job(self, path: Path, table: str, write_mode: WriteMode) -> None:
         from google.cloud import bigquery
@@ -427,6 +451,48 @@ class BigQueryDestination:
                 retry=self.retry,
                 timeout=self.conn.timeout,
             )
+
+
+_INVALID = re.compile(r"[^A-Za-z0-9_]")
+#: prefixes BigQuery reserves for its own columns
+_RESERVED = ("_TABLE_", "_FILE_", "_PARTITION", "_ROW_TIMESTAMP", "__ROOT__", "_COLON_")
+MAX_NAME = 300
+
+
+def bigquery_names(names: list[str]) -> dict[str, str]:
+    """Each name as a valid, unique BigQuery column name.
+
+    Characters other than ASCII letters, digits and underscores become underscores; a
+    name starting with a digit, or with a prefix BigQuery reserves, gets a leading
+    ``c_``; names are cut to 300 characters; names equal regardless of case (BigQuery
+    compares them so) get ``_2``, ``_3``, ... in order. Valid names stay as they are.
+    """
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        new = _INVALID.sub("_", name) or "_"
+        if new[0].isdigit() or new.upper().startswith(_RESERVED):
+            new = f"c_{new}"
+        base = new = new[:MAX_NAME]
+        suffix = 1
+        while new.lower() in taken:
+            suffix += 1
+            new = f"{base[: MAX_NAME - len(str(suffix)) - 1]}_{suffix}"
+        taken.add(new.lower())
+        out[name] = new
+    return out
+
+
+def _renamed(batches: pa.RecordBatchReader, renamed: dict[str, str]) -> pa.RecordBatchReader:
+    import pyarrow as pa
+
+    if not renamed:
+        return batches
+    names = [renamed.get(n, n) for n in batches.schema.names]
+    schema = pa.schema([f.with_name(n) for f, n in zip(batches.schema, names, strict=True)])
+    return pa.RecordBatchReader.from_batches(
+        schema, (pa.RecordBatch.from_arrays(b.columns, schema=schema) for b in batches)
+    )
 
 
 def _write_parquet(batches: pa.RecordBatchReader, path: Path, *, sequence: bool) -> int:
