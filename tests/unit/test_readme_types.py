@@ -40,7 +40,9 @@ def row(name: str, logical: LogicalType) -> str:
     postgres = postgres_type(logical)
     if logical.kind == "list":
         postgres = f"jsonb (`nested: array`: {postgres})"
-    return f"| {name} | ``{duckdb_type(logical)}`` | ``{postgres}`` | ``{bigquery_type(logical)}`` |"
+    return (
+        f"| {name} | ``{duckdb_type(logical)}`` | ``{postgres}`` | ``{bigquery_type(logical)}`` |"
+    )
 
 
 @pytest.mark.parametrize(("name", "logical"), ROWS, ids=[n for n, _ in ROWS])

@@ -130,7 +130,7 @@ class BigQueryConnection(ConnectionBase):
     source_options = frozenset({"table", "query", "columns", "where", "stream"})
     required_source = (frozenset({"table", "query"}),)
     destination_options = frozenset(
-        {"table", "write_mode", "primary_key", "partition_by", "cluster_by"}
+        {"table", "write_mode", "primary_key", "partition_by", "cluster_by", "on_schema_change"}
     )
     required_destination = (frozenset({"table"}),)
     write_modes = ("append", "replace", "merge")

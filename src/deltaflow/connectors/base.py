@@ -62,6 +62,19 @@ def check_merge_keys(
         )
 
 
+def schema_change_error(
+    table: str, engine: str, column: str, current: str, wanted: str
+) -> SchemaError:
+    """The table's column differs from the source's in a way the policy does not allow."""
+    return SchemaError(
+        f"column {column} of {table} is {current} in {engine} but the source needs {wanted}",
+        hint="set destination.on_schema_change: 'evolve' (add columns and widen types), "
+        "'add_columns' (only add), or 'fail'; a narrowing change needs a manual migration "
+        "or drop_existing: true",
+        code="SCHEMA_CHANGE_REJECTED",
+    )
+
+
 @dataclass(frozen=True)
 class Split:
     """One independently readable piece of a stream."""
@@ -76,6 +89,8 @@ class LoadResult:
     rows_loaded: int
     table_rows: int | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    rows_quarantined: int = 0
+    """Rows the destination could not hold, kept in its quarantine table."""
 
 
 class Source(Protocol):

@@ -16,16 +16,20 @@ errors BigQuery marks as retryable, within that deadline.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deltaflow import quarantine
 from deltaflow.connectors.base import (
+    STATE_COLUMNS,
+    STATE_TABLE,
     LoadResult,
     RunResources,
     Split,
@@ -33,16 +37,20 @@ from deltaflow.connectors.base import (
     check_merge_keys,
     conform_batch,
     relay_failures,
+    schema_change_error,
     split_table,
+    state_from_row,
+    state_params,
 )
 from deltaflow.errors import ConnectionFailedError, LoadError, SchemaError, SourceError
+from deltaflow.faults import crash_point
 from deltaflow.schema.mappings import (
     bigquery_logical,
     bigquery_type,
     parquet_type,
     quote_backtick,
 )
-from deltaflow.schema.types import Column, TableSchema
+from deltaflow.schema.types import Column, LogicalType, TableSchema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -231,6 +239,7 @@ class BigQueryDestination:
         self.columns: dict[str, str] = {}  # name -> field type of the existing table
         self.renamed: dict[str, str] = {}  # source column -> its valid BigQuery name
         self.jobs: dict[str, int] = {}
+        self.ensured: set[str] = set()  # companion tables known to exist
 
     @property
     def client(self) -> Any:
@@ -243,12 +252,32 @@ class BigQueryDestination:
     def _get_table(self, table_id: str) -> Any:
         return self.client.get_table(table_id, retry=self.retry, timeout=self.conn.timeout)
 
+    def _find_table(self, table_id: str) -> Any:
+        """The table, or None when it (or its dataset) does not exist."""
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return self._get_table(table_id)
+        except NotFound:
+            return None
+
     def _target(self, table: str | None = None) -> str:
         return quote_backtick(f"{self.conn.project}.{self.dataset}.{table or self.table}")
 
-    def _query(self, sql: str) -> list[tuple[Any, ...]]:
-        """Run one query job; its bytes processed and billed go into the run's details."""
-        job = self.client.query(sql, retry=self.retry, timeout=self.conn.timeout)
+    def _query(
+        self, sql: str, params: dict[str, str | None] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run one query job (``@name`` parameters are STRINGs); its bytes processed and
+        billed go into the run's details."""
+        from google.cloud import bigquery
+
+        config = bigquery.QueryJobConfig(
+            query_parameters=[
+                bigquery.ScalarQueryParameter(name, "STRING", value)
+                for name, value in (params or {}).items()
+            ]
+        )
+        job = self.client.query(sql, job_config=config, retry=self.retry, timeout=self.conn.timeout)
         rows = [tuple(r) for r in job.result(retry=self.retry, timeout=self.conn.timeout)]
         self._count("query_jobs", 1)
         self._count("bytes_processed", job.total_bytes_processed or 0)
@@ -261,13 +290,12 @@ class BigQueryDestination:
     # ------------------------------------------------------------------ prepare
 
     def prepare(self, schema: TableSchema) -> None:
-        """Create the dataset and the table, or add the schema's new columns to it.
+        """Create the dataset and the table, or evolve the table to the schema in place
+        (partitioning and clustering are kept).
 
         Column names BigQuery does not accept are made valid first (see
         ``bigquery_names``); each renaming is logged and recorded in the run's details.
         """
-        from google.api_core.exceptions import NotFound
-
         self.renamed = {old: new for old, new in bigquery_names(schema.names).items() if old != new}
         for old, new in self.renamed.items():
             log.warning("column %r is written to BigQuery %s as %r", old, self.name, new)
@@ -282,21 +310,46 @@ class BigQueryDestination:
             retry=self.retry,
             timeout=self.conn.timeout,
         )
-        try:
-            existing = self._get_table(self.table_id)
-        except NotFound:
+        existing = self._find_table(self.table_id)
+        if existing is None:
             self._query(self._create_sql(schema))
-            existing = self._get_table(self.table_id)
         else:
-            have = {f.name.lower() for f in existing.schema}
-            for column in schema.columns:
-                if column.name.lower() not in have:
-                    self._query(
-                        f"ALTER TABLE {self._target()} ADD COLUMN "
-                        f"{quote_backtick(column.name)} {bigquery_type(column.type)}"
+            self._evolve(existing, schema)
+        self.columns = {f.name: f.field_type for f in self._get_table(self.table_id).schema}
+
+    def _evolve(self, existing: Any, schema: TableSchema) -> None:
+        """Add new columns; under ``evolve`` also relax REQUIRED to NULLABLE and widen
+        types where BigQuery allows it (INT64 -> NUMERIC -> BIGNUMERIC, more digits)."""
+        policy = self.spec.on_schema_change
+        fields = {f.name.lower(): f for f in existing.schema}
+        for column in schema.columns:
+            field = fields.get(column.name.lower())
+            wanted = bigquery_type(column.type)
+            name = quote_backtick(column.name)
+            if field is None:
+                if policy == "fail":
+                    raise schema_change_error(
+                        self.name, "BigQuery", column.name, "(missing)", wanted
                     )
-            existing = self._get_table(self.table_id)
-        self.columns = {f.name: f.field_type for f in existing.schema}
+                self._query(f"ALTER TABLE {self._target()} ADD COLUMN {name} {wanted}")
+                continue
+            have = bigquery_logical(field)
+            wider = _widened(have, column.type)
+            if wider is not None:
+                if policy != "evolve" or not wider:
+                    current = bigquery_type(have)
+                    raise schema_change_error(self.name, "BigQuery", column.name, current, wanted)
+                log.info("widening %s.%s from %s to %s", self.name, column.name, have, wider)
+                self._query(
+                    f"ALTER TABLE {self._target()} ALTER COLUMN {name} SET DATA TYPE {wider}"
+                )
+            if field.mode == "REQUIRED" and column.nullable:
+                if policy != "evolve":
+                    raise schema_change_error(
+                        self.name, "BigQuery", column.name, "REQUIRED", "NULLABLE"
+                    )
+                log.info("relaxing %s.%s to NULLABLE", self.name, column.name)
+                self._query(f"ALTER TABLE {self._target()} ALTER COLUMN {name} DROP NOT NULL")
 
     def _column(self, name: str) -> str:
         """The BigQuery name of a source column (config may use either name)."""
@@ -306,7 +359,7 @@ class BigQueryDestination:
         keys = {self._column(k) for k in self.spec.primary_key} or set(schema.primary_key)
         columns = ", ".join(
             f"{quote_backtick(c.name)} {bigquery_type(c.type)}"
-            + (" NOT NULL" if c.name in keys and c.type.kind not in ("list",) else "")
+            + (" NOT NULL" if (c.name in keys or not c.nullable) and c.type.kind != "list" else "")
             for c in schema.columns
         )
         sql = f"CREATE TABLE {self._target()} ({columns})"
@@ -360,17 +413,23 @@ class BigQueryDestination:
         primary_key: tuple[str, ...],
         state: Callable[[], list[StateRecord]] | None = None,
     ) -> LoadResult:
+        """Write the batches to Parquet, rows BigQuery cannot hold set aside (see
+        ``bigquery_values``). A plain append or replace is one load job; anything more
+        (a merge, state to commit, rows to quarantine) loads a staging table and applies
+        it, the quarantine and the state in one transaction."""
         upstream: list[BaseException] = []
         relayed = _renamed(relay_failures(batches, upstream), self.renamed)
         primary_key = tuple(self._column(k) for k in primary_key)
         with tempfile.TemporaryDirectory(prefix="deltaflow-bq-") as work:
             path = Path(work) / "batch.parquet"
             try:
-                rows = _write_parquet(relayed, path, sequence=write_mode == "merge")
-                if write_mode == "merge":
-                    self._merge(path, primary_key, relayed.schema.names)
-                else:
+                written = _write_parquet(relayed, path, sequence=write_mode == "merge")
+                rejected = self._rejected(written.rejected)
+                if state is None and write_mode != "merge" and rejected is None:
                     self._load_job(path, self.table, write_mode)
+                else:
+                    names = relayed.schema.names
+                    self._apply(path, write_mode, primary_key, names, rejected, state)
             except BaseException as exc:
                 if upstream:
                     raise upstream[0] from None
@@ -384,7 +443,36 @@ class BigQueryDestination:
         details: dict[str, Any] = dict(self.jobs)
         if self.renamed:
             details["renamed_columns"] = dict(self.renamed)
-        return LoadResult(rows, int(table.num_rows or 0), details)
+        quarantined = 0 if rejected is None else rejected.num_rows
+        if quarantined:
+            details["quarantine_table"] = f"{self.dataset}.{self.table}{quarantine.SUFFIX}"
+        return LoadResult(written.rows, int(table.num_rows or 0), details, quarantined)
+
+    def _rejected(self, parts: list[tuple[pa.Table, pa.Array[Any]]]) -> pa.Table | None:
+        """The quarantine records of the rows BigQuery cannot hold, logged by reason."""
+        import pyarrow as pa
+
+        if not parts:
+            return None
+        records = pa.concat_tables(
+            quarantine.records(
+                rows,
+                reasons,
+                "BQ_VALUE_OUT_OF_RANGE",
+                run_id=self.resources.run_id,
+                stream=self.name,
+            )
+            for rows, reasons in parts
+        )
+        log.warning(
+            "%d rows of %s hold values BigQuery cannot store; they go to %s%s (first: %s)",
+            records.num_rows,
+            self.name,
+            self.table,
+            quarantine.SUFFIX,
+            records.column("reason")[0],
+        )
+        return records
 
     def _load_job(self, path: Path, table: str, write_mode: WriteMode) -> None:
         from google.cloud import bigquery
@@ -410,47 +498,254 @@ class BigQueryDestination:
         job.result(retry=self.retry, timeout=self.conn.timeout)
         self._count("load_jobs", 1)
 
-    def _merge(self, path: Path, primary_key: tuple[str, ...], names: list[str]) -> None:
+    def _apply(
+        self,
+        path: Path,
+        write_mode: WriteMode,
+        primary_key: tuple[str, ...],
+        names: list[str],
+        rejected: pa.Table | None,
+        state: Callable[[], list[StateRecord]] | None,
+    ) -> None:
+        """Load a staging table, then in one transaction: apply it to the table, add the
+        rejected rows to the quarantine table and write the incremental state."""
+        import pyarrow.parquet as pq
+
         staging = f"{STAGING_PREFIX}{self.table}_{uuid.uuid4().hex[:12]}"
-        staged = self._target(staging)
-        self._load_job(path, staging, "replace")
+        staged = [staging]
         try:
-            check_merge_keys(
-                self.name,
-                primary_key,
-                lambda where: int(
-                    self._query(
-                        f"SELECT count(*) FROM {staged} WHERE {where.replace(chr(34), '`')}"
-                    )[0][0]
-                ),
-            )
-            keys = ", ".join(quote_backtick(k) for k in primary_key)
-            latest = (
-                f"SELECT * EXCEPT ({quote_backtick(SEQUENCE)}) FROM {staged} "
-                f"WHERE TRUE QUALIFY ROW_NUMBER() OVER "
-                f"(PARTITION BY {keys} ORDER BY {quote_backtick(SEQUENCE)} DESC) = 1"
-            )
-            match = " AND ".join(
-                f"t.{quote_backtick(k)} = s.{quote_backtick(k)}" for k in primary_key
-            )
-            columns = ", ".join(quote_backtick(n) for n in names)
-            updates = ", ".join(
-                f"{quote_backtick(n)} = s.{quote_backtick(n)}"
-                for n in names
-                if n not in primary_key
-            )
-            when_matched = f"WHEN MATCHED THEN UPDATE SET {updates} " if updates else ""
-            self._query(
-                f"MERGE {self._target()} AS t USING ({latest}) AS s ON {match} "
-                f"{when_matched}WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({columns})"
-            )
+            self._load_job(path, staging, "replace")
+            statements = self._apply_sql(write_mode, staging, primary_key, names)
+            params: dict[str, str | None] = {}
+            if rejected is not None:
+                held = self._ensure(quarantine.SUFFIX, QUARANTINE_DDL)
+                staged.append(f"{staging}_q")
+                pq.write_table(rejected, path)
+                self._load_job(path, staged[-1], "replace")
+                statements.append(f"INSERT INTO {held} SELECT * FROM {self._target(staged[-1])}")
+            for i, record in enumerate(state() if state else []):
+                held = self._ensure(None, STATE_DDL)
+                statements += _state_sql(held, record, i, params)
+            crash_point("after_load_before_commit")
+            script = ";\n".join(["BEGIN TRANSACTION", *statements, "COMMIT TRANSACTION"])
+            self._query(script + ";", params)
+            crash_point("after_commit")
         finally:
-            self.client.delete_table(
-                f"{self.conn.project}.{self.dataset}.{staging}",
-                not_found_ok=True,
-                retry=self.retry,
-                timeout=self.conn.timeout,
+            for table in staged:
+                self.client.delete_table(
+                    f"{self.conn.project}.{self.dataset}.{table}",
+                    not_found_ok=True,
+                    retry=self.retry,
+                    timeout=self.conn.timeout,
+                )
+
+    def _apply_sql(
+        self, write_mode: WriteMode, staging: str, primary_key: tuple[str, ...], names: list[str]
+    ) -> list[str]:
+        """The statements that apply a staging table with this write mode.
+
+        A merge deletes the rows whose key is staged and inserts the last staged row of
+        each key (BigQuery's MERGE is avoided: it does not run inside a transaction on
+        every implementation of the API). When the partition column is part of the key,
+        the delete is pruned to the partitions the batch touches."""
+        target, staged = self._target(), self._target(staging)
+        columns = ", ".join(quote_backtick(n) for n in names)
+        insert = f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged}"
+        if write_mode == "append":
+            return [insert]
+        if write_mode == "replace":
+            return [f"DELETE FROM {target} WHERE TRUE", insert]
+        check_merge_keys(
+            self.name,
+            primary_key,
+            lambda where: int(
+                self._query(f"SELECT count(*) FROM {staged} WHERE {where.replace(chr(34), '`')}")[
+                    0
+                ][0]
+            ),
+        )
+        keys = ", ".join(quote_backtick(k) for k in primary_key)
+        if len(primary_key) == 1:
+            matched = f"{keys} IN (SELECT {keys} FROM {staged})"
+        else:
+            pairs = " AND ".join(
+                f"s.{quote_backtick(k)} = t.{quote_backtick(k)}" for k in primary_key
             )
+            matched = f"EXISTS (SELECT 1 FROM {staged} AS s WHERE {pairs})"
+        latest = (
+            f"SELECT {columns} FROM {staged} WHERE TRUE QUALIFY ROW_NUMBER() OVER "
+            f"(PARTITION BY {keys} ORDER BY {quote_backtick(SEQUENCE)} DESC) = 1"
+        )
+        return [
+            f"DELETE FROM {target} AS t WHERE {matched}{self._pruned(staged, primary_key)}",
+            f"INSERT INTO {target} ({columns}) {latest}",
+        ]
+
+    def _pruned(self, staged: str, primary_key: tuple[str, ...]) -> str:
+        """`` AND <partition column> BETWEEN <first> AND <last>`` of the staged rows, when
+        the partition column is part of the key (so no matching row lies outside)."""
+        partition = self.spec.partition_by
+        if partition is None or partition.field is None:
+            return ""
+        column = self._column(partition.field)
+        if column not in primary_key:
+            return ""
+        quoted = quote_backtick(column)
+        ((low, high),) = self._query(f"SELECT MIN({quoted}), MAX({quoted}) FROM {staged}")
+        kind = self.columns.get(column, "")
+        log.debug("merge into %s pruned to %s from %s to %s", self.name, column, low, high)
+        return f" AND t.{quoted} BETWEEN {_literal(low, kind)} AND {_literal(high, kind)}"
+
+    def _ensure(self, suffix: str | None, ddl: str) -> str:
+        """The quoted name of a table next to the destination (``<table><suffix>``, or the
+        state table), created with ``ddl`` when missing."""
+        name = f"{self.table}{suffix}" if suffix else STATE_TABLE
+        target = self._target(name)
+        if name not in self.ensured:
+            self._query(ddl.format(table=target))
+            self.ensured.add(name)
+        return target
+
+    # ------------------------------------------------------------------ state
+
+    def read_states(self, prefix: str) -> list[StateRecord]:
+        if self._find_table(f"{self.conn.project}.{self.dataset}.{STATE_TABLE}") is None:
+            return []
+        rows = self._query(
+            f"SELECT {STATE_COLUMNS} FROM {self._target(STATE_TABLE)} "
+            "WHERE STARTS_WITH(state_key, @prefix) ORDER BY state_key",
+            {"prefix": prefix},
+        )
+        return [state_from_row(row) for row in rows]
+
+    def write_state(self, record: StateRecord) -> None:
+        self.client.create_dataset(
+            f"{self.conn.project}.{self.dataset}",
+            exists_ok=True,
+            retry=self.retry,
+            timeout=self.conn.timeout,
+        )
+        params: dict[str, str | None] = {}
+        statements = _state_sql(self._ensure(None, STATE_DDL), record, 0, params)
+        script = ";\n".join(["BEGIN TRANSACTION", *statements, "COMMIT TRANSACTION"])
+        self._query(script + ";", params)
+
+    def delete_states(self, prefix: str) -> int:
+        if self._find_table(f"{self.conn.project}.{self.dataset}.{STATE_TABLE}") is None:
+            return 0
+        state = self._target(STATE_TABLE)
+        where = "WHERE STARTS_WITH(state_key, @prefix)"
+        ((count,),) = self._query(f"SELECT count(*) FROM {state} {where}", {"prefix": prefix})
+        self._query(f"DELETE FROM {state} {where}", {"prefix": prefix})
+        return int(count)
+
+    def cursor_max(self, column: str) -> Any:
+        """MAX(column); when the table is partitioned by that column, only its newest
+        partition is scanned."""
+        table = self._find_table(self.table_id)
+        if table is None or column not in {f.name for f in table.schema}:
+            return None
+        ((top,),) = self._query(
+            f"SELECT MAX({quote_backtick(column)}) FROM {self._target()}"
+            + self._newest_partition(table, column)
+        )
+        return top
+
+    def _newest_partition(self, table: Any, column: str) -> str:
+        """`` WHERE column >= <start of the newest partition>``, or '' when the table is
+        not partitioned by ``column`` or BigQuery does not say."""
+        partitioning = table.time_partitioning
+        if partitioning is None or partitioning.field != column:
+            return ""
+        rows = self._query(
+            "SELECT MAX(partition_id) FROM "
+            + quote_backtick(f"{self.conn.project}.{self.dataset}.INFORMATION_SCHEMA.PARTITIONS")
+            + " WHERE table_name = @table AND total_rows > 0 "
+            "AND partition_id NOT IN ('__NULL__', '__UNPARTITIONED__')",
+            {"table": self.table},
+        )
+        newest = rows[0][0] if rows else None
+        if not newest or not str(newest).isdigit():
+            return ""
+        start = dt.datetime.strptime(str(newest), "%Y%m%d%H"[: len(str(newest)) - 2])
+        kind = {f.name: f.field_type for f in table.schema}[column]
+        log.debug("MAX(%s) of %s read from partition %s on", column, self.name, newest)
+        return f" WHERE {quote_backtick(column)} >= {_literal(start, kind)}"
+
+    def rows_at_max(self, column: str, columns: list[str]) -> pa.Table | None:
+        table = self._find_table(self.table_id)
+        if table is None or not {column, *columns} <= {f.name for f in table.schema}:
+            return None
+        c = quote_backtick(column)
+        select = ", ".join(quote_backtick(n) for n in columns)
+        job = self.client.query(
+            f"SELECT {select} FROM {self._target()} "
+            f"WHERE {c} = (SELECT MAX({c}) FROM {self._target()})",
+            retry=self.retry,
+            timeout=self.conn.timeout,
+        )
+        rows: pa.Table = job.to_arrow(create_bqstorage_client=False)
+        return rows
+
+
+#: the destination's companion tables (``{table}`` is the quoted name)
+STATE_DDL = (
+    "CREATE TABLE IF NOT EXISTS {table} (state_key STRING NOT NULL, `cursor` STRING, "
+    "watermark STRING, boundary STRING, run_id STRING, updated_at STRING)"
+)
+QUARANTINE_DDL = (
+    "CREATE TABLE IF NOT EXISTS {table} (run_id STRING NOT NULL, quarantined_at TIMESTAMP "
+    "NOT NULL, stream STRING NOT NULL, reason_code STRING NOT NULL, reason STRING NOT NULL, "
+    "record STRING NOT NULL)"
+)
+
+
+def _state_sql(table: str, record: StateRecord, i: int, params: dict[str, str | None]) -> list[str]:
+    """Statements that put one state record (its values as parameters ``@s<i>_<n>``)."""
+    values = state_params(record)
+    names = [f"s{i}_{n}" for n in range(len(values))]
+    params.update(zip(names, values, strict=True))
+    return [
+        f"DELETE FROM {table} WHERE state_key = @{names[0]}",
+        f"INSERT INTO {table} ({STATE_COLUMNS.replace('cursor', '`cursor`')}) "
+        f"VALUES ({', '.join('@' + n for n in names)})",
+    ]
+
+
+def _literal(value: Any, field_type: str) -> str:
+    """A DATE, DATETIME or TIMESTAMP literal of ``value`` for a column of that type."""
+    if field_type == "DATE":
+        day = value.date() if isinstance(value, dt.datetime) else value
+        return f"DATE '{day.isoformat()}'"
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if field_type == "TIMESTAMP":
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return f"TIMESTAMP '{aware.isoformat()}'"
+    return f"DATETIME '{value.replace(tzinfo=None).isoformat()}'"
+
+
+def _widened(have: LogicalType, incoming: LogicalType) -> str | None:
+    """None when a column of type ``have`` holds ``incoming`` as it is; else the type to
+    widen it to, or '' when BigQuery cannot widen it so."""
+    current, wanted = bigquery_type(have), bigquery_type(incoming)
+    if current == wanted:
+        return None
+    numeric = ("decimal",)
+    if have.kind in numeric and incoming.kind in numeric:
+        h_scale, i_scale = have.scale or 0, incoming.scale or 0
+        if have.precision is None or incoming.precision is None:
+            return None if have.precision is None else ""
+        digits = max(have.precision - h_scale, incoming.precision - i_scale)
+        scale = max(h_scale, i_scale)
+        both = bigquery_type(LogicalType("decimal", precision=digits + scale, scale=scale))
+        return None if both == current else both
+    base, wanted_base = current.split("(")[0], wanted.split("(")[0]
+    return wanted_base if wanted_base in _WIDER.get(base, ()) else ""
+
+
+#: BigQuery type -> the types ALTER COLUMN SET DATA TYPE can widen it to
+_WIDER = {"INT64": ("NUMERIC", "BIGNUMERIC", "FLOAT64"), "NUMERIC": ("BIGNUMERIC", "FLOAT64")}
 
 
 _INVALID = re.compile(r"[^A-Za-z0-9_]")
@@ -495,26 +790,191 @@ def _renamed(batches: pa.RecordBatchReader, renamed: dict[str, str]) -> pa.Recor
     )
 
 
-def _write_parquet(batches: pa.RecordBatchReader, path: Path, *, sequence: bool) -> int:
-    """The batches as one Parquet file in BigQuery's load types; with ``sequence``, a
-    column numbering the rows in arrival order. Returns the row count."""
+@dataclass
+class Written:
+    rows: int
+    """Rows written to the file."""
+    rejected: list[tuple[pa.Table, pa.Array[Any]]] = field(default_factory=list)
+    """Rows left out, with a reason each (see ``bigquery_values``)."""
+
+
+def _write_parquet(batches: pa.RecordBatchReader, path: Path, *, sequence: bool) -> Written:
+    """The batches as one Parquet file in BigQuery's load types, without the rows BigQuery
+    cannot hold; with ``sequence``, a column numbering the rows in arrival order."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     logical = TableSchema.from_arrow(batches.schema)
-    fields = [pa.field(c.name, parquet_type(c.type), c.nullable) for c in logical.columns]
+    fields = [pa.field(c.name, _load_type(c.type), c.nullable) for c in logical.columns]
     if sequence:
         fields.append(pa.field(SEQUENCE, pa.int64(), False))
     schema = pa.schema(fields)
-    rows = 0
+    written = Written(0)
     with pq.ParquetWriter(path, schema, compression="snappy") as writer:
         for batch in batches:
-            arrays = batch.cast(pa.schema(fields[: len(logical.columns)])).columns
+            held, reasons = bigquery_values(batch, logical)
+            if reasons is not None:
+                bad = pc.is_valid(reasons)
+                written.rejected.append(
+                    (pa.Table.from_batches([batch.filter(bad)]), reasons.filter(bad))
+                )
+                held = held.filter(pc.invert(bad))
+            arrays = held.cast(pa.schema(fields[: len(logical.columns)])).columns
             if sequence:
-                arrays = [*arrays, pa.array(range(rows, rows + batch.num_rows), pa.int64())]
+                rows = written.rows
+                arrays = [*arrays, pa.array(range(rows, rows + held.num_rows), pa.int64())]
             writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
-            rows += batch.num_rows
-    return rows
+            written.rows += held.num_rows
+    return written
+
+
+def _load_type(logical: LogicalType) -> pa.DataType:
+    """The Arrow type a column is loaded as: its Parquet type, except that a decimal of
+    undeclared precision (exact text) becomes a BIGNUMERIC."""
+    if logical.kind == "decimal" and logical.precision is None:
+        return _bignumeric_type()
+    return parquet_type(logical)
+
+
+def _bignumeric_type() -> pa.DataType:
+    import pyarrow as pa
+
+    return pa.decimal256(76, 38)
+
+
+#: the days (since 1970-01-01) and seconds of 0001-01-01 and of the end of 9999-12-31
+_DAYS = (-719_162, 2_932_896)
+_SECONDS = (-62_135_596_800, 253_402_300_800)
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000}
+
+
+def bigquery_values(
+    batch: pa.RecordBatch, schema: TableSchema
+) -> tuple[pa.RecordBatch, pa.Array[Any] | None]:
+    """The batch as BigQuery can hold it, and a reason for each row it cannot (None
+    when every row fits). The rules, applied to whole columns:
+
+    - DATE, DATETIME and TIMESTAMP hold the years 1 to 9999: a value outside is a reason.
+    - A decimal of undeclared precision becomes a BIGNUMERIC: digits after the 38th
+      decimal place are rounded half away from zero; a value with more than 38 digits
+      before the point, NaN or Infinity is a reason.
+    - An ARRAY cannot hold a NULL element: a list with one is a reason. (A NULL list
+      loads as an empty ARRAY: BigQuery has no NULL arrays.)
+    - FLOAT64 holds NaN and +/-Infinity as they are.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = list(batch.columns)
+    reasons: list[pa.Array[Any]] = []
+    for i, column in enumerate(schema.columns):
+        array = columns[i]
+        bad = _outside_years(array)
+        if bad is not None:
+            why = "is outside the years 1 to 9999 that BigQuery holds"
+            reasons.append(_reason(bad, column.name, array, why))
+        bad = _null_elements(array)
+        if bad is not None:
+            why = "the list has a NULL element, which a BigQuery ARRAY cannot hold"
+            reasons.append(_reason(bad, column.name, None, why))
+        if column.type.kind == "decimal" and column.type.precision is None:
+            columns[i], reason = _bignumeric(array, column.name)
+            if reason is not None:
+                reasons.append(reason)
+    held = (
+        pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+        if columns != list(batch.columns)
+        else batch
+    )
+    if not reasons:
+        return held, None
+    return held, reasons[0] if len(reasons) == 1 else pc.coalesce(*reasons)
+
+
+def _outside_years(array: pa.Array[Any]) -> pa.Array[Any] | None:
+    """Where a date or timestamp array lies outside the years 1 to 9999, or None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    numbers: Any
+    if pa.types.is_date32(array.type):
+        numbers, (low, high) = array.view(pa.int32()), _DAYS
+    elif pa.types.is_timestamp(array.type) and array.type.unit in _PER_SECOND:
+        per = _PER_SECOND[array.type.unit]
+        numbers, low, high = array.view(pa.int64()), _SECONDS[0] * per, _SECONDS[1] * per - 1
+    else:
+        return None
+    outside = pc.or_(pc.less(numbers, pa.scalar(low)), pc.greater(numbers, pa.scalar(high)))
+    bad: Any = pc.fill_null(outside, pa.scalar(False))
+    return bad if pc.any(bad).as_py() else None
+
+
+def _null_elements(array: pa.Array[Any]) -> pa.Array[Any] | None:
+    """Where a list array holds a NULL element, or None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_list(array.type) or array.null_count == len(array):
+        return None
+    items: Any = pc.list_flatten(array)
+    if not items.null_count:
+        return None
+    parents = pc.filter(pc.list_parent_indices(array), items.is_null())
+    bad: pa.Array[Any] = pc.is_in(pa.array(range(len(array)), pa.int64()), value_set=parents)
+    return bad
+
+
+def _reason(bad: pa.Array[Any], name: str, shown: pa.Array[Any] | None, why: str) -> pa.Array[Any]:
+    """``name: <value> <why>`` (or ``name: <why>``) where ``bad``, else null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text: Any = pa.scalar(f"{name}: {why}")
+    if shown is not None:
+        values: Any = shown.cast(pa.string())
+        text = pc.binary_join_element_wise(f"{name}: ", values, f" {why}", "")
+    reason: pa.Array[Any] = pc.if_else(bad, text, pa.scalar(None, pa.string()))
+    return reason
+
+
+def _bignumeric(array: pa.Array[Any], name: str) -> tuple[pa.Array[Any], pa.Array[Any] | None]:
+    """Decimal text as BIGNUMERIC, and the reasons of the values it cannot hold (see
+    ``bigquery_values``). One cast for the whole column; value by value only when that
+    cast fails."""
+    import decimal
+
+    import pyarrow as pa
+
+    try:
+        return array.cast(_bignumeric_type()), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    values: list[decimal.Decimal | None] = []
+    reasons: list[str | None] = []
+    step, limit = decimal.Decimal(1).scaleb(-38), decimal.Decimal(10) ** 38
+    with decimal.localcontext() as context:
+        context.prec = 400
+        for text in array.to_pylist():
+            value, why = None, None
+            if text is not None:
+                try:
+                    exact = decimal.Decimal(text)
+                except decimal.InvalidOperation:
+                    exact = decimal.Decimal("NaN")
+                if not exact.is_finite():
+                    why = "is not a finite number, which BIGNUMERIC cannot hold"
+                else:
+                    value = exact.quantize(step, rounding=decimal.ROUND_HALF_UP)
+                    if abs(value) >= limit:
+                        value, why = (
+                            None,
+                            "has more than the 38 digits before the point that BIGNUMERIC holds",
+                        )
+            values.append(value)
+            reasons.append(None if why is None else f"{name}: {text} {why}")
+    found = [r for r in reasons if r is not None]
+    return pa.array(values, _bignumeric_type()), pa.array(reasons, pa.string()) if found else None
 
 
 # --------------------------------------------------------------------------- factories

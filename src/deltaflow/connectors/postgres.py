@@ -35,6 +35,7 @@ from deltaflow.connectors.base import (
     conform_batch,
     quoted,
     relay_failures,
+    schema_change_error,
     split_table,
     state_from_row,
     state_params,
@@ -490,14 +491,7 @@ class PostgresDestination:
                 )
 
     def _change_error(self, column: str, current: str, wanted: str) -> SchemaError:
-        return SchemaError(
-            f"column {column} of {self.name} is {current} in PostgreSQL but the source "
-            f"needs {wanted}",
-            hint="set destination.on_schema_change: 'evolve' (add columns and widen types), "
-            "'add_columns' (only add), or 'fail'; a narrowing change needs a manual migration "
-            "or drop_existing: true",
-            code="SCHEMA_CHANGE_REJECTED",
-        )
+        return schema_change_error(self.name, "PostgreSQL", column, current, wanted)
 
     def load(
         self,

@@ -65,6 +65,7 @@ class SyncOutcome:
     rows_read: int = 0
     rows_loaded: int = 0
     rows_filtered: int = 0
+    rows_quarantined: int = 0
     table_rows: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -126,6 +127,9 @@ def run_sync(
         observer.stream_finished(stream)
     outcome.rows_loaded, outcome.table_rows = result.rows_loaded, result.table_rows
     outcome.details = dict(result.details)
+    outcome.rows_quarantined = result.rows_quarantined
+    if result.rows_quarantined:
+        outcome.details["quarantined"] = result.rows_quarantined
     if increments:
         # Filtered rows never reach the consumer that counts rows read.
         outcome.rows_filtered = sum(i.filtered for i in increments)
@@ -402,12 +406,14 @@ def _check_keys(primary_key: tuple[str, ...], columns: list[str], stream: str) -
 
 
 def _reconcile(outcome: SyncOutcome) -> None:
-    """Every row read is loaded or filtered (with a reason): a difference means rows were
-    lost, and fails the step."""
-    if outcome.rows_read != outcome.rows_loaded + outcome.rows_filtered:
+    """Every row read is loaded, filtered or quarantined (with a reason): a difference
+    means rows were lost, and fails the step."""
+    kept = outcome.rows_loaded + outcome.rows_filtered + outcome.rows_quarantined
+    if outcome.rows_read != kept:
         raise LoadError(
             f"stream '{outcome.stream}': read {outcome.rows_read} rows but loaded "
-            f"{outcome.rows_loaded} and filtered {outcome.rows_filtered}",
+            f"{outcome.rows_loaded}, filtered {outcome.rows_filtered} and quarantined "
+            f"{outcome.rows_quarantined}",
             hint="the destination may hold a partial load: rerun the step with write_mode "
             "replace or merge, and report this as a bug",
             code="LOAD_RECONCILIATION_FAILED",
