@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import textwrap
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
 from deltaflow.orchestration.runner import RunResult
@@ -489,3 +491,58 @@ def test_a_value_bigquery_cannot_hold_is_quarantined_and_the_rest_loads(
     assert json.loads(str(held[0][2])) == first
     assert json.loads(str(held[1][2]))["tags"] == [1, None]
     assert {r[3] for r in held} == {result.run.run_id}
+
+
+def test_watermark_and_merge_read_only_the_partitions_they_need(
+    tmp_path: Path,
+    bigquery_emulator: BigQueryEmulator,
+    bq_dataset: str,
+    pg_dsn: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pg_sql(
+        pg_dsn,
+        "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day));"
+        "INSERT INTO ev VALUES (1, '2024-03-01', 'a'), (2, '2024-03-02', 'b'), "
+        "(3, '2024-03-02', 'c')",
+    )
+    plain = pg_steps(
+        "{connection: pg, table: ev}",
+        "{connection: bq, table: ev, partition_by: {field: day}}",
+    )
+    assert run(tmp_path, bigquery_emulator, bq_dataset, plain, pg_connection(pg_dsn)).ok
+    pg_sql(
+        pg_dsn, "UPDATE ev SET v = 'c2' WHERE id = 3; INSERT INTO ev VALUES (4, '2024-03-03', 'd')"
+    )
+    incremental = (
+        pg_steps(
+            "{connection: pg, table: ev}",
+            "{connection: bq, table: ev, write_mode: merge, primary_key: [id, day], "
+            "partition_by: {field: day}}",
+        )
+        + "  incremental: {cursor: day}\n"
+    )
+    caplog.set_level(logging.DEBUG, logger="deltaflow.bigquery")
+
+    # No state yet: the watermark is the table's MAX(day), read from its newest partition.
+    adopted = run(tmp_path, bigquery_emulator, bq_dataset, incremental, pg_connection(pg_dsn))
+
+    assert adopted.ok, adopted.error
+    assert adopted.steps[0].details["incremental"]["mode"] == "adopted"
+    assert adopted.steps[0].details["incremental"]["start"].startswith("2024-03-02")
+    assert "MAX(day) of" in caplog.text
+    assert "read from partition 20240302 on" in caplog.text
+    # The partition column is in the key, so the merge's delete is pruned to the batch's days.
+    assert "pruned to day from 2024-03-02 to 2024-03-03" in caplog.text
+    table = f"`{bigquery_emulator.project}.{bq_dataset}.ev`"
+    assert rows(bigquery_emulator, f"SELECT id, v FROM {table} ORDER BY id") == [
+        (1, "a"),
+        (2, "b"),
+        (3, "c2"),
+        (4, "d"),
+    ]
+    # With state committed, the next run reads the state, not the table.
+    caplog.clear()
+    again = run(tmp_path, bigquery_emulator, bq_dataset, incremental, pg_connection(pg_dsn))
+    assert again.steps[0].details["incremental"]["mode"] == "incremental"
+    assert "MAX(day) of" not in caplog.text

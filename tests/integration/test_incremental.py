@@ -1,4 +1,5 @@
-"""Incremental sync against a real PostgreSQL source, into DuckDB and PostgreSQL.
+"""Incremental sync against a real PostgreSQL source, into DuckDB and PostgreSQL, and for
+the hardest cases (ties, late rows, crashes) into BigQuery (the emulator).
 
 Each test drives the rows at the edges where loaders lose or repeat them (ties at the
 watermark, microseconds, time zones, late commits, NULL cursors) and checks that the
@@ -26,6 +27,22 @@ from deltaflow.sync.incremental import SyncOptions
 
 T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
 DESTINATIONS = ["duckdb", "pg"]
+WITH_BIGQUERY = [*DESTINATIONS, "bq"]
+#: the emulator and dataset of a test whose destination is "bq" (see the ``bigquery`` fixture)
+BQ: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def bigquery(request: pytest.FixtureRequest) -> Any:
+    """For a test run with dest "bq": the BigQuery emulator and a fresh dataset."""
+    params = getattr(request.node, "callspec", None)
+    if params is None or params.params.get("dest") != "bq":
+        yield None
+        return
+    BQ["emulator"] = request.getfixturevalue("bigquery_emulator")
+    BQ["dataset"] = request.getfixturevalue("bq_dataset")
+    yield BQ
+    BQ.clear()
 
 
 def sql(dsn: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -56,8 +73,16 @@ def write(
     source: str = "{connection: pg, table: events}",
 ) -> Path:
     key = ", primary_key: [id]" if write_mode == "merge" else ""
-    table = "raw.events" if dest == "duckdb" else "public.events_copy"
-    connection = "wh" if dest == "duckdb" else "pg"
+    table = {"duckdb": "raw.events", "pg": "public.events_copy", "bq": "events_copy"}[dest]
+    connection = {"duckdb": "wh", "pg": "pg", "bq": "bq"}[dest]
+    bq = ""
+    if dest == "bq":
+        emulator = BQ["emulator"]
+        bq = (
+            f"bq: {{type: bigquery, project: {emulator.project}, dataset: {BQ['dataset']}, "
+            f'credentials: anonymous, api_endpoint: "{emulator.endpoint}", '
+            f'storage_endpoint: "127.0.0.1:{emulator.grpc_port}", timeout: 60}}'
+        )
     path = tmp_path / "pipeline.yml"
     path.write_text(
         textwrap.dedent(f"""\
@@ -65,6 +90,7 @@ def write(
         connections:
           pg: {{type: postgres, dsn: "{dsn}"}}
           wh: {{type: duckdb, path: wh.duckdb}}
+          {bq}
         steps:
           - step_id: events
             type: sync
@@ -98,6 +124,10 @@ def loaded(path: Path, dsn: str, dest: str) -> list[tuple[int, str]]:
             return [
                 tuple(r) for r in con.sql("SELECT id, v FROM raw.events ORDER BY ALL").fetchall()
             ]  # type: ignore[misc]
+    if dest == "bq":
+        table = f"`{BQ['emulator'].project}.{BQ['dataset']}.events_copy`"
+        found = BQ["emulator"].client().query(f"SELECT id, v FROM {table} ORDER BY id, v")
+        return [(int(i), str(v)) for i, v in found.result(timeout=60)]
     return [tuple(r) for r in sql(dsn, "SELECT id, v FROM events_copy ORDER BY id, v")]  # type: ignore[misc]
 
 
@@ -105,7 +135,7 @@ def source_rows(dsn: str) -> list[tuple[int, str]]:
     return [(int(i), str(v)) for i, v in sql(dsn, "SELECT id, v FROM events ORDER BY id")]
 
 
-@pytest.mark.parametrize("dest", DESTINATIONS)
+@pytest.mark.parametrize("dest", WITH_BIGQUERY)
 @pytest.mark.parametrize("write_mode", ["append", "merge"])
 def test_ties_at_the_watermark_are_loaded_once(
     tmp_path: Path, pg_dsn: str, dest: str, write_mode: str
@@ -160,7 +190,7 @@ def test_a_non_utc_session_and_naive_cursor_in_a_declared_zone(
     assert loaded(path, pg_dsn, dest) == source_rows(pg_dsn)
 
 
-@pytest.mark.parametrize("dest", DESTINATIONS)
+@pytest.mark.parametrize("dest", WITH_BIGQUERY)
 def test_a_late_commit_inside_lookback_is_caught_and_outside_is_the_documented_limit(
     tmp_path: Path, pg_dsn: str, dest: str
 ) -> None:
@@ -303,7 +333,7 @@ def test_full_refresh_replaces_the_table_and_restarts_the_watermark(
     assert loaded(path, pg_dsn, "duckdb") == source_rows(pg_dsn)
 
 
-@pytest.mark.parametrize("dest", DESTINATIONS)
+@pytest.mark.parametrize("dest", WITH_BIGQUERY)
 @pytest.mark.parametrize(
     "point", ["mid_read", "mid_load", "after_load_before_commit", "after_commit"]
 )

@@ -559,7 +559,7 @@ def test_incremental_step_is_valid(tmp_path: Path) -> None:
             "connection: files_in\n      path: out",
             "steps[0].incremental",
             "a files destination cannot keep incremental state with its rows",
-            "load incrementally into duckdb or postgres",
+            "load incrementally into duckdb, postgres or bigquery",
         ),
     ],
 )

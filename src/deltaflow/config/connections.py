@@ -135,6 +135,8 @@ class BigQueryConnection(ConnectionBase):
     required_destination = (frozenset({"table"}),)
     write_modes = ("append", "replace", "merge")
 
+    keeps_state = True
+
     type: Literal["bigquery"]
     project: str = Field(min_length=1)
     """The Google Cloud project that runs the jobs and holds the datasets."""

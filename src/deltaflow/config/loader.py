@@ -620,7 +620,7 @@ def _check_incremental(
         report.add(
             where,
             f"a {conn.kind} destination cannot keep incremental state with its rows",
-            "load incrementally into duckdb or postgres",
+            "load incrementally into duckdb, postgres or bigquery",
         )
     if dest.write_mode == "replace":
         report.add(

@@ -355,7 +355,7 @@ class FilesDestination:
         if state is not None:  # validation refuses incremental steps into files
             raise LoadError(
                 f"files destination {self.name} cannot keep incremental state",
-                hint="load incrementally into DuckDB or PostgreSQL",
+                hint="load incrementally into DuckDB, PostgreSQL or BigQuery",
             )
         target = self.directory
         if write_mode == "replace":

@@ -254,7 +254,7 @@ class Incremental:
         if not isinstance(destination, StatefulDestination):
             raise ConfigError(
                 f"destination {destination.name} cannot keep incremental state",
-                hint="load incrementally into DuckDB or PostgreSQL",
+                hint="load incrementally into DuckDB, PostgreSQL or BigQuery",
             )
         key = state_key(pipeline.pipeline_id, step.step_id, stream)
         found = [r for r in destination.read_states(key) if r.key == key]
