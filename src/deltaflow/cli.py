@@ -144,6 +144,18 @@ def run(
         str | None,
         typer.Option(help="Incremental steps: use this cursor column.", show_default=False),
     ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Read at most N rows from each source (a sample; incremental steps keep "
+            "their watermark).",
+            show_default=False,
+        ),
+    ] = None,
+    test: Annotated[
+        bool, typer.Option("--test", help="A trial run on 100 rows per source: --limit 100.")
+    ] = False,
     metadata: MetadataOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
@@ -161,7 +173,9 @@ def run(
     context = RunContext(
         tenant_id=tenant,
         run_date=run_date.date() if run_date else None,
-        sync=SyncOptions(full_refresh, start, end, incremental_cursor),
+        sync=SyncOptions(
+            full_refresh, start, end, incremental_cursor, limit=100 if test and not limit else limit
+        ),
     )
     try:
         loaded = load_pipeline(

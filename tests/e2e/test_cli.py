@@ -241,3 +241,20 @@ def test_help_explains_the_commands(tmp_path: Path) -> None:
     assert result.returncode == 0
     for option in ("--var", "--configs", "--step", "--quiet", "--metadata"):
         assert option in result.stdout
+
+
+def test_test_and_limit_read_a_sample_of_every_source(shop: Path) -> None:
+    trial = deltaflow("run", "shop.yml", "--test", "--quiet", cwd=shop)
+
+    assert trial.returncode == 0, trial.stderr
+    # orders.parquet has 4 row groups read in parallel: still exactly 100 rows in all
+    assert table_count(shop / "warehouse.duckdb", "raw.orders") == 100
+    assert table_count(shop / "warehouse.duckdb", "raw.customers") == 97  # fewer than 100
+
+    limited = deltaflow("run", "shop.yml", "--limit", "7", "--step", "customers", cwd=shop)
+    assert limited.returncode == 0, limited.stderr
+    assert table_count(shop / "warehouse.duckdb", "raw.customers") == 7
+
+    refused = deltaflow("run", "shop.yml", "--limit", "0", cwd=shop)
+    assert refused.returncode == 2
+    assert "--limit" in refused.stderr

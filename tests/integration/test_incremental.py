@@ -414,3 +414,16 @@ def test_sources_with_different_columns_are_refused(tmp_path: Path, pg_dsn: str)
     )
     assert result.error is not None
     assert "sources of step 'events' differ: 'b' has (id int32, v int32" in str(result.error)
+
+
+def test_a_limited_run_loads_a_sample_and_keeps_the_watermark(tmp_path: Path, pg_dsn: str) -> None:
+    make_events(pg_dsn)
+    add(pg_dsn, *[(i, f"v{i}", T0 + dt.timedelta(seconds=i)) for i in range(10)])
+    path = write(tmp_path, pg_dsn, "pg", "merge")
+
+    sample = run(path, limit=3)
+
+    assert sample.steps[0].rows_loaded == 3
+    assert state.show(load_pipeline(path))[0].records == []
+    run(path)  # the next full run still starts from the beginning
+    assert loaded(path, pg_dsn, "pg") == source_rows(pg_dsn)

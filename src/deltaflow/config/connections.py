@@ -39,7 +39,7 @@ class ConnectionBase(Model):
 class DuckDBConnection(ConnectionBase):
     """An embedded DuckDB database file: the default warehouse."""
 
-    source_options = frozenset({"table", "query", "columns", "where", "stream"})
+    source_options = frozenset({"table", "query", "columns", "where", "stream", "limit"})
     destination_options = frozenset({"table", "write_mode", "primary_key"})
     required_source = (frozenset({"table", "query"}),)
     required_destination = (frozenset({"table"}),)
@@ -58,7 +58,7 @@ class DuckDBConnection(ConnectionBase):
 class FilesConnection(ConnectionBase):
     """Parquet, CSV and JSON Lines files on the local file system."""
 
-    source_options = frozenset({"path", "format", "csv", "columns", "stream"})
+    source_options = frozenset({"path", "format", "csv", "columns", "stream", "limit"})
     destination_options = frozenset({"path", "format", "write_mode"})
     required_source = (frozenset({"path"}),)
     required_destination = (frozenset({"path"}),)
@@ -72,7 +72,7 @@ class FilesConnection(ConnectionBase):
 class PostgresConnection(ConnectionBase):
     """A PostgreSQL server, through the ADBC driver (reads) and COPY (loads)."""
 
-    source_options = frozenset({"table", "query", "columns", "where", "stream", "splits"})
+    source_options = frozenset({"table", "query", "columns", "where", "stream", "splits", "limit"})
     destination_options = frozenset(
         {
             "table",
@@ -127,7 +127,7 @@ class PostgresConnection(ConnectionBase):
 class BigQueryConnection(ConnectionBase):
     """Google BigQuery, through the official client libraries (or an emulator)."""
 
-    source_options = frozenset({"table", "query", "columns", "where", "stream"})
+    source_options = frozenset({"table", "query", "columns", "where", "stream", "limit"})
     required_source = (frozenset({"table", "query"}),)
     destination_options = frozenset(
         {"table", "write_mode", "primary_key", "partition_by", "cluster_by", "on_schema_change"}

@@ -46,6 +46,9 @@ class SourceSpec(Model):
     """CSV parsing options."""
     splits: int | None = Field(default=None, ge=1, le=256)
     """Ranges a table is read in, in parallel (PostgreSQL; default: the step's parallelism)."""
+    limit: int | None = Field(default=None, ge=1)
+    """Read at most this many rows (a sample: which rows is not defined when splits are
+    read in parallel); an incremental step that is limited does not move its watermark."""
 
 
 class IndexSpec(Model):

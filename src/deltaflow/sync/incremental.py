@@ -46,6 +46,8 @@ class SyncOptions:
     """Read up to this cursor value (exclusive)."""
     cursor: str | None = None
     """Use this cursor column instead of the configured one."""
+    limit: int | None = None
+    """Read at most this many rows per source (``--limit``, ``--test``)."""
 
 
 @dataclass(frozen=True)

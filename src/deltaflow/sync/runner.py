@@ -118,10 +118,14 @@ def run_sync(
     def states() -> list[StateRecord]:
         return [r for r in (i.next_state() for i in increments) if r is not None]
 
+    limited = any(p.limit is not None for p in parts)
+    if limited and increments:
+        log.warning("%s: a limited run reads a sample and does not move the watermark", stream)
+    commit_state = states if increments and not limited else None
     try:
         conformed = (_conform(b, target) for b in batches)
         reader = pa.RecordBatchReader.from_batches(target, _with_crash_points(conformed))
-        result = destination.load(reader, write_mode, primary_key, states if increments else None)
+        result = destination.load(reader, write_mode, primary_key, commit_state)
     finally:
         batches.close()
         observer.stream_finished(stream)
@@ -144,11 +148,22 @@ def run_sync(
 
 @dataclass
 class _Part:
-    """One source of a step, with its incremental run."""
+    """One source of a step, with its incremental run and the rows it may still read."""
 
     name: str
     source: Source
     incremental: Incremental | None
+    limit: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch, cut to what the limit leaves (reader threads share the count)."""
+        if self.limit is None:
+            return batch
+        with self.lock:
+            kept = batch.slice(0, self.limit)
+            self.limit -= kept.num_rows
+        return kept
 
 
 def _open_part(
@@ -165,7 +180,8 @@ def _open_part(
     incremental = None
     if step.incremental is not None:
         incremental = Incremental.start(step, pipeline, source, destination, name, resources)
-    return _Part(name, source, incremental)
+    limit = resources.options.limit or spec.limit
+    return _Part(name, source, incremental, limit)
 
 
 def _common_schema(step: SyncStep, parts: list[_Part]) -> TableSchema:
@@ -214,13 +230,17 @@ class _Combined:
 
     def read(self, split: Split) -> Iterator[pa.RecordBatch]:
         part = self.parts[split.params["part"]]
-        if part.incremental is None:
+        if part.incremental is None and part.limit is None:
             yield from part.source.read(split.params["split"])
             return
         for batch in part.source.read(split.params["split"]):
-            kept = part.incremental.apply(batch)
-            if kept.num_rows:
-                yield kept
+            if part.incremental is not None:
+                batch = part.incremental.apply(batch)
+            batch = part.take(batch)
+            if batch.num_rows:
+                yield batch
+            if part.limit == 0:
+                return
 
 
 @dataclass
