@@ -268,7 +268,7 @@ def test_option_that_does_not_apply_to_the_connection_type(tmp_path: Path) -> No
     [d] = found
     assert (d.file, d.line, d.path) == (file, 15, "steps[0].source.table")
     assert d.message == "'table' does not apply to a files source"
-    assert d.hint == "files sources take: columns, csv, format, path, stream"
+    assert d.hint == "files sources take: columns, csv, format, limit, path, stream"
 
 
 def test_write_mode_the_destination_does_not_support(tmp_path: Path) -> None:
@@ -627,7 +627,7 @@ def test_a_bigquery_source_takes_table_or_query(tmp_path: Path) -> None:
     found = check(tmp_path, text.replace("      table: orders\n", "      path: orders\n"))[1]
     path = one(found, "steps[0].source.path")
     assert path.message == "'path' does not apply to a bigquery source"
-    assert path.hint == "bigquery sources take: columns, query, stream, table, where"
+    assert path.hint == "bigquery sources take: columns, limit, query, stream, table, where"
     assert one(found, "steps[0].source").message == "a bigquery source needs 'query' or 'table'"
 
 
