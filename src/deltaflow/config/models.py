@@ -189,6 +189,10 @@ class SyncStep(Model):
     """Splits read at once (default: the number of cores, at most 4)."""
     incremental: IncrementalSpec | None = None
     """Load only rows whose cursor moved past the last run's watermark."""
+    parse_dates: dict[str, str] = Field(default_factory=dict)
+    """Text (or integer) columns holding dates, parsed to DATE with a strptime format:
+    {filing_date: '%Y%m%d'}. An empty string is NULL; a value that does not parse stops
+    the step (nothing is loaded) with the column and the value."""
 
     @model_validator(mode="after")
     def _one_source_key(self) -> SyncStep:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from deltaflow import connectors
 from deltaflow.connectors.base import Split, StatefulDestination, StateRecord
 from deltaflow.engine.local import read_splits
-from deltaflow.errors import ConfigError, LoadError, SchemaError, did_you_mean
+from deltaflow.errors import ConfigError, DataError, LoadError, SchemaError, did_you_mean
 from deltaflow.faults import crash_point
-from deltaflow.schema.types import TableSchema
+from deltaflow.schema.types import LogicalType, TableSchema
 from deltaflow.sync.incremental import (
     CursorFilter,
     CursorWindow,
@@ -91,7 +91,7 @@ def run_sync(
     write_mode = step.destination.write_mode
     if step.incremental is not None and resources.options.full_refresh:
         write_mode = "replace"
-    schema = _common_schema(step, parts)
+    schema = _parsed_dates(_common_schema(step, parts), step.parse_dates)
     primary_key = tuple(step.destination.primary_key) or schema.primary_key
     _check_keys(primary_key, schema.names, stream)
     for part in parts:
@@ -123,7 +123,7 @@ def run_sync(
         log.warning("%s: a limited run reads a sample and does not move the watermark", stream)
     commit_state = states if increments and not limited else None
     try:
-        conformed = (_conform(b, target) for b in batches)
+        conformed = (_conform(_parse_dates(b, step.parse_dates), target) for b in batches)
         reader = pa.RecordBatchReader.from_batches(target, _with_crash_points(conformed))
         result = destination.load(reader, write_mode, primary_key, commit_state)
     finally:
@@ -401,6 +401,55 @@ def _with_crash_points(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordB
         if first:
             crash_point("mid_load")
             first = False
+
+
+def _parsed_dates(schema: TableSchema, formats: dict[str, str]) -> TableSchema:
+    """The schema with the ``parse_dates`` columns as dates."""
+    for name in formats:
+        column = schema.column(name)
+        if column is None:
+            raise SchemaError(
+                f"parse_dates names '{name}', not a column of the stream."
+                f"{did_you_mean(name, schema.names)}",
+                hint=f"columns: {', '.join(schema.names)}",
+            )
+        if column.type.kind not in ("string", "int32", "int64"):
+            raise SchemaError(
+                f"parse_dates.{name}: the column is {column.type}, not text or an integer",
+                hint="parse_dates turns text like 20240131 into a DATE; remove this column",
+            )
+    return TableSchema(
+        tuple(
+            replace(c, type=LogicalType("date")) if c.name in formats else c for c in schema.columns
+        ),
+        schema.primary_key,
+    )
+
+
+def _parse_dates(batch: pa.RecordBatch, formats: dict[str, str]) -> pa.RecordBatch:
+    """The ``parse_dates`` columns parsed to dates; an empty string is NULL, and a value
+    that does not parse stops the step with the column, the value and the format."""
+    if not formats:
+        return batch
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = list(batch.columns)
+    for name, fmt in formats.items():
+        i = batch.schema.get_field_index(name)
+        text: Any = columns[i].cast(pa.string())
+        text = pc.if_else(pc.equal(text, pa.scalar("")), pa.scalar(None, pa.string()), text)
+        parsed: Any = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+        failed: Any = pc.and_(pc.is_null(parsed), pc.is_valid(text))
+        if pc.any(failed).as_py():
+            first = text.filter(failed)[0].as_py()
+            raise DataError(
+                f"column {name}: '{first}' is not a date in the format '{fmt}' "
+                f"({pc.sum(failed).as_py()} such values in this batch)",
+                hint=f"fix the values at the source, or correct parse_dates.{name}",
+            )
+        columns[i] = parsed.cast(pa.date32())
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def _conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
