@@ -39,10 +39,40 @@ def bigquery_emulator() -> Iterator[BigQueryEmulator]:
 
 
 @pytest.fixture
-def bq_dataset(bigquery_emulator: BigQueryEmulator) -> Iterator[str]:
-    """A fresh dataset for one test (the emulator remembers some state across tables)."""
+def bq_dataset(bigquery_emulator: BigQueryEmulator, loopback_only: None) -> Iterator[str]:
+    """A fresh dataset for one test (the emulator remembers some state across tables).
+
+    The test runs with ``loopback_only``: a connection anywhere but this machine fails
+    it, which proves that no code path calls a Google endpoint when an emulator is set."""
     client = bigquery_emulator.client()
     name = f"t_{uuid.uuid4().hex[:12]}"
     client.create_dataset(name, timeout=30)
     yield name
     client.delete_dataset(name, delete_contents=True, not_found_ok=True, timeout=30)
+
+
+class OffMachineConnection(AssertionError):
+    pass
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python sockets in this process may reach 127.0.0.1 (and ::1) only."""
+    import socket
+
+    connect = socket.socket.connect
+    resolve = socket.getaddrinfo
+
+    def guarded_connect(self: socket.socket, address: object) -> None:
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost"):
+            raise OffMachineConnection(f"a test tried to connect to {address!r}")
+        connect(self, address)  # type: ignore[arg-type]
+
+    def guarded_resolve(host: object, *args: object, **kwargs: object) -> object:
+        if host not in (None, "127.0.0.1", "::1", "localhost"):
+            raise OffMachineConnection(f"a test tried to resolve {host!r}")
+        return resolve(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_resolve)

@@ -546,3 +546,53 @@ def test_watermark_and_merge_read_only_the_partitions_they_need(
     again = run(tmp_path, bigquery_emulator, bq_dataset, incremental, pg_connection(pg_dsn))
     assert again.steps[0].details["incremental"]["mode"] == "incremental"
     assert "MAX(day) of" not in caplog.text
+
+
+def test_without_a_storage_endpoint_an_emulator_is_read_over_rest(
+    tmp_path: Path,
+    bigquery_emulator: BigQueryEmulator,
+    bq_dataset: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from deltaflow.connectors import bigquery
+
+    with pytest.raises(AssertionError, match="tried to resolve"):  # the guard is on
+        socket.create_connection(("bigquery.googleapis.com", 443), timeout=1)
+
+    def no_storage_client(*args: object) -> None:
+        raise AssertionError("the Storage Read client was made")
+
+    monkeypatch.setattr(bigquery, "read_client", no_storage_client)
+    pq.write_table(
+        pa.table({"id": pa.array(range(2500), pa.int64()), "v": [f"v{i}" for i in range(2500)]}),
+        tmp_path / "t.parquet",
+    )
+    assert run(tmp_path, bigquery_emulator, bq_dataset, step("append", path="t.parquet")).ok
+    rest_only = f"""\
+  rest: {{type: bigquery, project: {bigquery_emulator.project}, dataset: {bq_dataset},
+          api_endpoint: "{bigquery_emulator.endpoint}", timeout: 60}}
+"""
+    steps = """\
+        - step_id: all
+          type: sync
+          source: {connection: rest, table: orders}
+          destination: {connection: wh, table: all_rows}
+          batch_size: 1000
+        - step_id: some
+          type: sync
+          source: {connection: rest, table: orders, where: "id < 10", columns: [v]}
+          destination: {connection: wh, table: some_rows}
+        """
+    result = run(tmp_path, bigquery_emulator, bq_dataset, steps, rest_only)
+
+    assert result.ok, result.error
+    assert [s.rows_loaded for s in result.steps] == [2500, 10]
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
+        assert con.sql("SELECT count(DISTINCT id), sum(id) FROM all_rows").fetchall() == [
+            (2500, sum(range(2500)))
+        ]
+        assert con.sql("SELECT v FROM some_rows ORDER BY v").fetchall()[0] == ("v0",)

@@ -145,7 +145,8 @@ class BigQueryConnection(ConnectionBase):
     location: str | None = None
     """Where jobs run and datasets are created, e.g. 'EU' (default: BigQuery's)."""
     credentials: Literal["default", "anonymous"] | None = None
-    """'default': application default credentials; 'anonymous': none (emulators)."""
+    """'default': application default credentials; 'anonymous': none (emulators). Unset:
+    'default', or 'anonymous' when api_endpoint is set."""
     key_file: str | None = None
     """A service-account key file, instead of 'credentials' (relative to the pipeline)."""
     api_endpoint: str | None = None

@@ -85,7 +85,8 @@ def client(conn: BigQueryConnection, resources: RunResources) -> Any:
                     f"{type(exc).__name__}",
                     hint="check key_file: a JSON key of a service account, readable here",
                 ) from None
-        elif conn.credentials == "anonymous":
+        elif conn.credentials == "anonymous" or (conn.api_endpoint and not conn.credentials):
+            # An emulator needs no credentials: looking for default ones may call Google.
             from google.auth.credentials import AnonymousCredentials
 
             credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
@@ -125,7 +126,12 @@ def read_client(conn: BigQueryConnection, resources: RunResources) -> Any:
 
 class BigQuerySource:
     """A table or a query's result, read over the Storage Read API as Arrow: each of the
-    read session's streams is a split, so ``parallelism`` streams are read at once."""
+    read session's streams is a split, so ``parallelism`` streams are read at once.
+
+    Where the Storage Read API is not there (an emulator given only ``api_endpoint``, or
+    a project that refuses it), the rows are read over the REST API instead, as one split:
+    slower, but never a call to Google's endpoint when an emulator is configured.
+    """
 
     def __init__(
         self,
@@ -133,17 +139,23 @@ class BigQuerySource:
         spec: SourceSpec,
         resources: RunResources,
         parallelism: int,
+        batch_size: int,
     ):
         self.conn = conn
         self.spec = spec
         self.resources = resources
         self.parallelism = max(1, parallelism)
+        self.batch_size = batch_size
         self.name = spec.stream or (
             split_table(spec.table, conn.dataset)[1] if spec.table else "query"
         )
+        self.table: Any = None  # the google.cloud.bigquery Table read
         self.table_path = ""  # projects/P/datasets/D/tables/T of what is read
         self.schema: TableSchema | None = None
         self.session: Any = None
+        self.rest = bool(conn.api_endpoint) and not conn.storage_endpoint
+        if self.rest:
+            log.info("%s: no storage_endpoint for the emulator: reading over REST", self.name)
 
     def discover(self) -> TableSchema:
         bq = client(self.conn, self.resources)
@@ -151,14 +163,14 @@ class BigQuerySource:
         if self.spec.query:
             job = bq.query(self.spec.query, retry=retry, timeout=self.conn.timeout)
             job.result(retry=retry, timeout=self.conn.timeout)
-            table_ref = job.destination
-            table = bq.get_table(table_ref, retry=retry, timeout=self.conn.timeout)
+            table = bq.get_table(job.destination, retry=retry, timeout=self.conn.timeout)
         else:
             assert self.spec.table is not None
             dataset, name = split_table(self.spec.table, self.conn.dataset)
             table = bq.get_table(
                 f"{self.conn.project}.{dataset}.{name}", retry=retry, timeout=self.conn.timeout
             )
+        self.table = table
         self.table_path = (
             f"projects/{table.project}/datasets/{table.dataset_id}/tables/{table.table_id}"
         )
@@ -178,38 +190,40 @@ class BigQuerySource:
         return self.schema
 
     def splits(self) -> list[Split]:
+        from google.api_core import exceptions
         from google.cloud.bigquery_storage_v1 import types
 
         assert self.schema is not None, "discover() first"
+        if self.rest:
+            return [Split(0, {"rest": True})]
         options = types.ReadSession.TableReadOptions(selected_fields=self.schema.names)
         if self.spec.where:
             options.row_restriction = self.spec.where
-        self.session = read_client(self.conn, self.resources).create_read_session(
-            parent=f"projects/{self.conn.project}",
-            read_session=types.ReadSession(
-                table=self.table_path, data_format=types.DataFormat.ARROW, read_options=options
-            ),
-            max_stream_count=self.parallelism,
-            timeout=self.conn.timeout,
-        )
+        try:
+            self.session = read_client(self.conn, self.resources).create_read_session(
+                parent=f"projects/{self.conn.project}",
+                read_session=types.ReadSession(
+                    table=self.table_path, data_format=types.DataFormat.ARROW, read_options=options
+                ),
+                max_stream_count=self.parallelism,
+                timeout=self.conn.timeout,
+            )
+        except (exceptions.PermissionDenied, exceptions.MethodNotImplemented) as exc:
+            log.warning(
+                "%s: the Storage Read API is not available (%s); reading over REST",
+                self.name,
+                type(exc).__name__,
+            )
+            self.rest = True
+            return [Split(0, {"rest": True})]
         streams = [s.name for s in self.session.streams]
         return [Split(i, {"stream": name}) for i, name in enumerate(streams)] or [Split(0)]
 
     def read(self, split: Split) -> Iterator[pa.RecordBatch]:
-        import pyarrow as pa
-
         assert self.schema is not None
-        assert self.session is not None
-        stream = split.params.get("stream")
-        if stream is None:  # an empty table: BigQuery gives it no stream
-            return
         target = self.schema.to_arrow()
-        arrow_schema = pa.ipc.read_schema(pa.py_buffer(self.session.arrow_schema.serialized_schema))
-        reader = read_client(self.conn, self.resources)
         try:
-            for response in reader.read_rows(stream, timeout=self.conn.timeout):
-                message = response.arrow_record_batch.serialized_record_batch
-                batch = pa.ipc.read_record_batch(pa.py_buffer(message), arrow_schema)
+            for batch in self._rest() if split.params.get("rest") else self._stream(split):
                 yield conform_batch(batch.select(self.schema.names), target)
         except Exception as exc:
             if isinstance(exc, SourceError):
@@ -218,6 +232,46 @@ class BigQuerySource:
                 f"reading BigQuery stream '{self.name}' failed: {exc}",
                 hint="check the table, the where filter and the connection",
             ) from exc
+
+    def _stream(self, split: Split) -> Iterator[pa.RecordBatch]:
+        """One stream of the read session."""
+        import pyarrow as pa
+
+        assert self.session is not None
+        stream = split.params.get("stream")
+        if stream is None:  # an empty table: BigQuery gives it no stream
+            return
+        arrow_schema = pa.ipc.read_schema(pa.py_buffer(self.session.arrow_schema.serialized_schema))
+        reader = read_client(self.conn, self.resources)
+        for response in reader.read_rows(stream, timeout=self.conn.timeout):
+            message = response.arrow_record_batch.serialized_record_batch
+            yield pa.ipc.read_record_batch(pa.py_buffer(message), arrow_schema)
+
+    def _rest(self) -> Iterator[pa.RecordBatch]:
+        """The rows over the REST API, a page at a time; a ``where`` runs as a query."""
+        assert self.schema is not None
+        bq = client(self.conn, self.resources)
+        retry = _retry(self.conn)
+        table = self.table
+        if self.spec.where:
+            columns = ", ".join(quote_backtick(n) for n in self.schema.names)
+            name = quote_backtick(f"{table.project}.{table.dataset_id}.{table.table_id}")
+            job = bq.query(
+                f"SELECT {columns} FROM {name} WHERE {self.spec.where}",
+                retry=retry,
+                timeout=self.conn.timeout,
+            )
+            job.result(retry=retry, timeout=self.conn.timeout)
+            table = bq.get_table(job.destination, retry=retry, timeout=self.conn.timeout)
+        fields = [f for f in table.schema if f.name in set(self.schema.names)]
+        rows = bq.list_rows(
+            table,
+            selected_fields=fields,
+            page_size=self.batch_size,
+            retry=retry,
+            timeout=self.conn.timeout,
+        )
+        yield from rows.to_arrow_iterable()
 
 
 def _retry(conn: BigQueryConnection) -> Any:
@@ -987,7 +1041,7 @@ def open_source(
     batch_size: int,
     parallelism: int = 1,
 ) -> BigQuerySource:
-    return BigQuerySource(conn, spec, resources, parallelism)
+    return BigQuerySource(conn, spec, resources, parallelism, batch_size)
 
 
 def open_destination(
