@@ -24,6 +24,19 @@ def run(
     steps: str,
     extra_connections: str = "",
 ) -> RunResult:
+    path = pipeline_file(tmp_path, emulator, dataset, steps, extra_connections)
+    return run_pipeline(
+        load_pipeline(path), context=RunContext(), store=RunStore(tmp_path / "runs.db")
+    )
+
+
+def pipeline_file(
+    tmp_path: Path,
+    emulator: BigQueryEmulator,
+    dataset: str,
+    steps: str,
+    extra_connections: str = "",
+) -> Path:
     path = tmp_path / "pipeline.yml"
     path.write_text(
         textwrap.dedent(f"""\
@@ -39,9 +52,7 @@ def run(
         + "steps:\n"
         + textwrap.indent(textwrap.dedent(steps), "  ")
     )
-    return run_pipeline(
-        load_pipeline(path), context=RunContext(), store=RunStore(tmp_path / "runs.db")
-    )
+    return path
 
 
 def rows(emulator: BigQueryEmulator, sql: str) -> list[tuple[object, ...]]:
@@ -596,3 +607,82 @@ def test_without_a_storage_endpoint_an_emulator_is_read_over_rest(
             (2500, sum(range(2500)))
         ]
         assert con.sql("SELECT v FROM some_rows ORDER BY v").fetchall()[0] == ("v0",)
+
+
+def test_bigquery_to_postgres_run_resumes_after_a_kill_with_only_the_unfinished_splits(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, bq_dataset: str, pg_dsn: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from google.cloud import bigquery
+
+    n = 200_000  # the emulator cuts a read session of this size into two streams
+    people = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "tags": pa.array([[f"t{i % 3}", "x"] if i % 5 else [] for i in range(n)]),
+            "address": pa.array(
+                [{"city": f"c{i % 7}", "geo": {"lat": i / 8}} for i in range(n)],
+                pa.struct([("city", pa.string()), ("geo", pa.struct([("lat", pa.float64())]))]),
+            ),
+        }
+    )
+    pq.write_table(people, tmp_path / "people.parquet")
+    config = bigquery.LoadJobConfig(source_format="PARQUET")
+    config.parquet_options = bigquery.format_options.ParquetOptions()  # type: ignore[no-untyped-call]
+    config.parquet_options.enable_list_inference = True
+    with (tmp_path / "people.parquet").open("rb") as data:
+        bigquery_emulator.client().load_table_from_file(
+            data, f"{bigquery_emulator.project}.{bq_dataset}.people", job_config=config
+        ).result(timeout=120)
+    steps = """\
+        - step_id: migrate
+          type: sync
+          source: {connection: bq, table: people}
+          destination: {connection: pg, table: public.people, write_mode: append}
+          resumable: true
+          parallelism: 2
+        """
+    path = pipeline_file(tmp_path, bigquery_emulator, bq_dataset, steps, pg_connection(pg_dsn))
+
+    killed = subprocess.run(
+        [sys.executable, "-m", "deltaflow", "run", str(path), "--quiet"],
+        env={**os.environ, "DELTAFLOW_CRASH_AT": "after_commit"},  # after the first split
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    ((first,),) = pg_sql(pg_dsn, "SELECT count(*) FROM public.people")
+    assert 0 < int(first) < n  # one split is in
+
+    result = run_pipeline(
+        load_pipeline(path), context=RunContext(), store=RunStore(tmp_path / "runs.db")
+    )
+
+    assert result.ok, result.error
+    step = result.steps[0]
+    assert step.details["splits"] == {"total": 2, "already_loaded": 1}
+    assert step.rows_read == n - int(first)  # the loaded split is not read again
+    assert pg_sql(pg_dsn, "SELECT count(*), count(DISTINCT id) FROM public.people") == [(n, n)]
+    stored = dict(
+        pg_sql(
+            pg_dsn,
+            "SELECT id, jsonb_build_array(tags, address) FROM public.people WHERE id IN (0, 1, 12)",
+        )
+    )
+    assert stored[0] == [[], {"city": "c0", "geo": {"lat": 0.0}}]
+    assert stored[1] == [["t1", "x"], {"city": "c1", "geo": {"lat": 0.125}}]
+    assert stored[12] == [["t0", "x"], {"city": "c5", "geo": {"lat": 1.5}}]
+    types = dict(
+        pg_sql(
+            pg_dsn,
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'public.people'::regclass AND attnum > 0",
+        )
+    )
+    assert (types["tags"], types["address"]) == ("jsonb", "jsonb")
+    # the progress record is gone once the stream is in: the next run starts afresh
+    assert pg_sql(pg_dsn, "SELECT count(*) FROM public._deltaflow_state") == [(0,)]

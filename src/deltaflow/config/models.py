@@ -189,6 +189,9 @@ class SyncStep(Model):
     """Splits read at once (default: the number of cores, at most 4)."""
     incremental: IncrementalSpec | None = None
     """Load only rows whose cursor moved past the last run's watermark."""
+    resumable: bool = False
+    """Load each split in its own transaction, with a record of the splits done, so a
+    rerun after a crash reads only the rest (BigQuery sources; append or merge)."""
     parse_dates: dict[str, str] = Field(default_factory=dict)
     """Text (or integer) columns holding dates, parsed to DATE with a strptime format:
     {filing_date: '%Y%m%d'}. An empty string is NULL; a value that does not parse stops

@@ -134,6 +134,20 @@ class StatefulDestination(Destination, Protocol):
         ...
 
 
+@runtime_checkable
+class ResumableSource(Source, Protocol):
+    """A source whose splits can be read again, by a later run, from a token."""
+
+    def resume_token(self) -> str:
+        """After ``splits()``: what a later run needs to get the same splits."""
+        ...
+
+    def resume(self, token: str) -> bool:
+        """Before ``splits()``: take up the splits of ``token``; False when it is stale
+        (the source then plans new splits)."""
+        ...
+
+
 @dataclass
 class RunResources:
     """What connectors share during one run: the pipeline's folder and open handles.

@@ -152,7 +152,7 @@ class BigQuerySource:
         self.table: Any = None  # the google.cloud.bigquery Table read
         self.table_path = ""  # projects/P/datasets/D/tables/T of what is read
         self.schema: TableSchema | None = None
-        self.session: Any = None
+        self.session: dict[str, Any] | None = None  # name, streams, arrow schema, expiry
         self.rest = bool(conn.api_endpoint) and not conn.storage_endpoint
         if self.rest:
             log.info("%s: no storage_endpoint for the emulator: reading over REST", self.name)
@@ -194,13 +194,15 @@ class BigQuerySource:
         from google.cloud.bigquery_storage_v1 import types
 
         assert self.schema is not None, "discover() first"
+        if self.session is not None:  # resumed
+            return [Split(i, {"stream": n}) for i, n in enumerate(self.session["streams"])]
         if self.rest:
             return [Split(0, {"rest": True})]
         options = types.ReadSession.TableReadOptions(selected_fields=self.schema.names)
         if self.spec.where:
             options.row_restriction = self.spec.where
         try:
-            self.session = read_client(self.conn, self.resources).create_read_session(
+            session = read_client(self.conn, self.resources).create_read_session(
                 parent=f"projects/{self.conn.project}",
                 read_session=types.ReadSession(
                     table=self.table_path, data_format=types.DataFormat.ARROW, read_options=options
@@ -216,8 +218,44 @@ class BigQuerySource:
             )
             self.rest = True
             return [Split(0, {"rest": True})]
-        streams = [s.name for s in self.session.streams]
+        streams = [s.name for s in session.streams]
+        self.session = {
+            "name": session.name,
+            "streams": streams,
+            "schema": session.arrow_schema.serialized_schema,
+            "expires": session.expire_time.isoformat() if session.expire_time else None,
+        }
         return [Split(i, {"stream": name}) for i, name in enumerate(streams)] or [Split(0)]
+
+    def resume_token(self) -> str:
+        """The read session (its streams and schema), for a rerun within its lifetime."""
+        import base64
+        import json
+
+        if self.session is None:
+            return ""
+        schema = base64.b64encode(self.session["schema"]).decode("ascii")
+        return json.dumps({**self.session, "schema": schema})
+
+    def resume(self, token: str) -> bool:
+        """Take up the read session of ``token`` unless it expires within 10 minutes
+        (BigQuery keeps a session for at least 6 hours)."""
+        import base64
+        import json
+
+        try:
+            session = json.loads(token)
+            expires = session.get("expires")
+            if expires and dt.datetime.fromisoformat(expires) < dt.datetime.now(
+                dt.UTC
+            ) + dt.timedelta(minutes=10):
+                log.warning("%s: the read session of the last run expired; reading all", self.name)
+                return False
+            session["schema"] = base64.b64decode(session["schema"])
+        except (ValueError, KeyError, TypeError):
+            return False
+        self.session = session
+        return True
 
     def read(self, split: Split) -> Iterator[pa.RecordBatch]:
         assert self.schema is not None
@@ -241,7 +279,7 @@ class BigQuerySource:
         stream = split.params.get("stream")
         if stream is None:  # an empty table: BigQuery gives it no stream
             return
-        arrow_schema = pa.ipc.read_schema(pa.py_buffer(self.session.arrow_schema.serialized_schema))
+        arrow_schema = pa.ipc.read_schema(pa.py_buffer(self.session["schema"]))
         reader = read_client(self.conn, self.resources)
         for response in reader.read_rows(stream, timeout=self.conn.timeout):
             message = response.arrow_record_batch.serialized_record_batch

@@ -6,12 +6,18 @@ import datetime as dt
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deltaflow import connectors
-from deltaflow.connectors.base import Split, StatefulDestination, StateRecord
+from deltaflow.connectors.base import (
+    LoadResult,
+    ResumableSource,
+    Split,
+    StatefulDestination,
+    StateRecord,
+)
 from deltaflow.engine.local import read_splits
 from deltaflow.errors import ConfigError, DataError, LoadError, SchemaError, did_you_mean
 from deltaflow.faults import crash_point
@@ -104,6 +110,14 @@ def run_sync(
         outcome.rows_read += batch.num_rows
         observer.rows_read(stream, batch.num_rows)
 
+    target = schema.to_arrow()
+    if step.resumable:
+        result = _load_split_by_split(
+            step, pipeline, parts, destination, resources, target, write_mode, primary_key, count
+        )
+        observer.stream_finished(stream)
+        return _finish(outcome, result, parts)
+
     combined = _Combined(parts)
     splits = combined.splits()
     known = [s.rows for s in splits]
@@ -113,7 +127,6 @@ def run_sync(
     )
     batches = read_splits(combined, splits, parallelism, count, ordered=ordered)
     increments = [p.incremental for p in parts if p.incremental is not None]
-    target = schema.to_arrow()
 
     def states() -> list[StateRecord]:
         return [r for r in (i.next_state() for i in increments) if r is not None]
@@ -129,6 +142,12 @@ def run_sync(
     finally:
         batches.close()
         observer.stream_finished(stream)
+    return _finish(outcome, result, parts)
+
+
+def _finish(outcome: SyncOutcome, result: LoadResult, parts: list[_Part]) -> SyncOutcome:
+    """The outcome with the load's figures and the incremental summaries, reconciled."""
+    increments = [p.incremental for p in parts if p.incremental is not None]
     outcome.rows_loaded, outcome.table_rows = result.rows_loaded, result.table_rows
     outcome.details = dict(result.details)
     outcome.rows_quarantined = result.rows_quarantined
@@ -144,6 +163,84 @@ def run_sync(
         )
     _reconcile(outcome)
     return outcome
+
+
+def _load_split_by_split(
+    step: SyncStep,
+    pipeline: Pipeline,
+    parts: list[_Part],
+    destination: Destination,
+    resources: RunResources,
+    target: pa.Schema,
+    write_mode: WriteMode,
+    primary_key: tuple[str, ...],
+    count: Callable[[pa.RecordBatch], None],
+) -> LoadResult:
+    """``resumable``: load each split in its own transaction, committing with it the list
+    of splits done, so a rerun after a crash reads only the splits not yet loaded. The
+    record goes once the whole stream is in."""
+    import pyarrow as pa
+
+    (part,) = _resumable_parts(step, parts, destination, write_mode)
+    source = part.source
+    assert isinstance(source, ResumableSource)
+    assert isinstance(destination, StatefulDestination)
+    key = state_key(pipeline.pipeline_id, step.step_id, part.name) + "#splits"
+    found = [r for r in destination.read_states(key) if r.key == key]
+    done: set[str] = set()
+    if found and found[0].watermark and source.resume(found[0].watermark):
+        done = set(found[0].boundary)
+        log.info("%s: resuming, %d splits already loaded", part.name, len(done))
+    splits = source.splits()
+    token = source.resume_token()
+    todo = [s for s in splits if str(s.index) not in done]
+    loaded, table_rows, quarantined = 0, None, 0
+    details: dict[str, Any] = {}
+    for split in todo:
+
+        def batches(split: Split = split) -> Iterator[pa.RecordBatch]:
+            for batch in source.read(split):
+                batch = part.take(batch)
+                count(batch)
+                yield _conform(_parse_dates(batch, step.parse_dates), target)
+
+        finished = tuple(sorted(done | {str(split.index)}, key=int))
+        record = StateRecord(key, "splits", token, finished, resources.run_id)
+
+        def progress(record: StateRecord = record) -> list[StateRecord]:
+            return [record]
+
+        reader = pa.RecordBatchReader.from_batches(target, batches())
+        result = destination.load(reader, write_mode, primary_key, progress)
+        done.add(str(split.index))
+        loaded += result.rows_loaded
+        quarantined += result.rows_quarantined
+        table_rows = result.table_rows
+        details |= result.details
+    destination.delete_states(key)
+    details["splits"] = {"total": len(splits), "already_loaded": len(splits) - len(todo)}
+    return LoadResult(loaded, table_rows, details, quarantined)
+
+
+def _resumable_parts(
+    step: SyncStep, parts: list[_Part], destination: Destination, write_mode: str
+) -> list[_Part]:
+    """The step's one source, when it can be loaded split by split; else why not."""
+    problem = ""
+    if len(parts) != 1 or step.incremental is not None:
+        problem = "a step with one source and no incremental settings"
+    elif write_mode not in ("append", "merge"):
+        problem = "write_mode append or merge (a replace is all or nothing)"
+    elif not isinstance(parts[0].source, ResumableSource):
+        problem = "a source that can resume its splits (BigQuery)"
+    elif not isinstance(destination, StatefulDestination):
+        problem = "a destination that keeps state (DuckDB, PostgreSQL, BigQuery)"
+    if problem:
+        raise ConfigError(
+            f"step '{step.step_id}' is resumable, which needs {problem}",
+            hint="remove 'resumable: true' or change the step to fit",
+        )
+    return parts
 
 
 @dataclass
