@@ -293,6 +293,42 @@ def _print_result(result: RunResult) -> None:
         )
     out.print(table)
     _print_incremental(result.steps)
+    _print_load_notes(result.steps)
+
+
+def _print_load_notes(steps: list[StepRecord]) -> None:
+    """What a load did beyond its rows: quarantined rows, renamed columns, splits already
+    loaded by an earlier run, BigQuery jobs and bytes."""
+    for s in steps:
+        d = s.details
+        notes = []
+        if d.get("quarantined"):
+            notes.append(f"{d['quarantined']:,} rows quarantined in {d.get('quarantine_table')}")
+        if d.get("renamed_columns"):
+            renamed = ", ".join(f"{a} -> {b}" for a, b in d["renamed_columns"].items())
+            notes.append(f"columns renamed: {renamed}")
+        if d.get("splits"):
+            notes.append(
+                f"splits {d['splits']['total']}, of which loaded by an earlier run "
+                f"{d['splits']['already_loaded']}"
+            )
+        if "query_jobs" in d or "load_jobs" in d:
+            notes.append(
+                f"BigQuery: {d.get('load_jobs', 0)} load jobs, {d.get('query_jobs', 0)} query "
+                f"jobs, {_bytes(d.get('bytes_processed', 0))} processed, "
+                f"{_bytes(d.get('bytes_billed', 0))} billed"
+            )
+        if notes:
+            out.print(escape(f"{s.step_id}/{s.stream or ''}: " + "; ".join(notes)), soft_wrap=True)
+
+
+def _bytes(value: int) -> str:
+    size = float(value)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} TB"
 
 
 def _print_incremental(steps: list[StepRecord]) -> None:

@@ -503,6 +503,21 @@ def test_a_value_bigquery_cannot_hold_is_quarantined_and_the_rest_loads(
     assert json.loads(str(held[1][2]))["tags"] == [1, None]
     assert {r[3] for r in held} == {result.run.run_id}
 
+    # The CLI's run summary says so, with the BigQuery jobs the load used.
+    import subprocess
+    import sys
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "deltaflow", "run", str(tmp_path / "pipeline.yml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert f"s/ev: 2 rows quarantined in {bq_dataset}.ev__quarantine" in cli.stdout
+    assert "BigQuery: 2 load jobs, " in cli.stdout
+
 
 def test_watermark_and_merge_read_only_the_partitions_they_need(
     tmp_path: Path,
