@@ -701,3 +701,39 @@ def test_bigquery_to_postgres_run_resumes_after_a_kill_with_only_the_unfinished_
     assert (types["tags"], types["address"]) == ("jsonb", "jsonb")
     # the progress record is gone once the stream is in: the next run starts afresh
     assert pg_sql(pg_dsn, "SELECT count(*) FROM public._deltaflow_state") == [(0,)]
+
+
+def test_nested_field_names_are_made_valid_too(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, bq_dataset: str
+) -> None:
+    item = pa.struct([("sku-id", pa.string()), ("qty", pa.int64())])
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array([1, 2], pa.int64()),
+                "ship to": pa.array(
+                    [{"zip code": "50667", "1st line": "Dom"}, None],
+                    pa.struct([("zip code", pa.string()), ("1st line", pa.string())]),
+                ),
+                "items": pa.array([[{"sku-id": "a", "qty": 2}], []], pa.list_(item)),
+            }
+        ),
+        tmp_path / "orders.parquet",
+    )
+
+    result = run(tmp_path, bigquery_emulator, bq_dataset, step("append", path="orders.parquet"))
+
+    assert result.ok, result.error
+    assert result.steps[0].details["renamed_columns"] == {
+        "ship to": "ship_to",
+        "ship to.zip code": "ship to.zip_code",
+        "ship to.1st line": "ship to.c_1st_line",
+        "items[].sku-id": "items[].sku_id",
+    }
+    table = f"`{bigquery_emulator.project}.{bq_dataset}.orders`"
+    stored = rows(
+        bigquery_emulator,
+        f"SELECT id, ship_to.zip_code, ship_to.c_1st_line, items[SAFE_OFFSET(0)].sku_id "
+        f"FROM {table} ORDER BY id",
+    )
+    assert stored == [(1, "50667", "Dom", "a"), (2, None, None, None)]

@@ -330,6 +330,7 @@ class BigQueryDestination:
         self.table_id = f"{conn.project}.{self.dataset}.{self.table}"
         self.columns: dict[str, str] = {}  # name -> field type of the existing table
         self.renamed: dict[str, str] = {}  # source column -> its valid BigQuery name
+        self.nested_renamed: dict[str, str] = {}  # path of a nested field -> its new path
         self.jobs: dict[str, int] = {}
         self.ensured: set[str] = set()  # companion tables known to exist
 
@@ -389,12 +390,20 @@ class BigQueryDestination:
         ``bigquery_names``); each renaming is logged and recorded in the run's details.
         """
         self.renamed = {old: new for old, new in bigquery_names(schema.names).items() if old != new}
-        for old, new in self.renamed.items():
-            log.warning("column %r is written to BigQuery %s as %r", old, self.name, new)
+        self.nested_renamed = {}
         schema = TableSchema(
-            tuple(replace(c, name=self._column(c.name)) for c in schema.columns),
+            tuple(
+                replace(
+                    c,
+                    name=self._column(c.name),
+                    type=_valid_fields(c.type, c.name, self.nested_renamed),
+                )
+                for c in schema.columns
+            ),
             tuple(self._column(k) for k in schema.primary_key),
         )
+        for old, new in (self.renamed | self.nested_renamed).items():
+            log.warning("column %r is written to BigQuery %s as %r", old, self.name, new)
 
         self.client.create_dataset(
             f"{self.conn.project}.{self.dataset}",
@@ -510,7 +519,7 @@ class BigQueryDestination:
         (a merge, state to commit, rows to quarantine) loads a staging table and applies
         it, the quarantine and the state in one transaction."""
         upstream: list[BaseException] = []
-        relayed = _renamed(relay_failures(batches, upstream), self.renamed)
+        relayed = _renamed(relay_failures(batches, upstream), self.renamed, self.nested_renamed)
         primary_key = tuple(self._column(k) for k in primary_key)
         with tempfile.TemporaryDirectory(prefix="deltaflow-bq-") as work:
             path = Path(work) / "batch.parquet"
@@ -533,8 +542,8 @@ class BigQueryDestination:
                 ) from exc
         table = self._get_table(self.table_id)
         details: dict[str, Any] = dict(self.jobs)
-        if self.renamed:
-            details["renamed_columns"] = dict(self.renamed)
+        if self.renamed or self.nested_renamed:
+            details["renamed_columns"] = self.renamed | self.nested_renamed
         quarantined = 0 if rejected is None else rejected.num_rows
         if quarantined:
             details["quarantine_table"] = f"{self.dataset}.{self.table}{quarantine.SUFFIX}"
@@ -870,16 +879,62 @@ def bigquery_names(names: list[str]) -> dict[str, str]:
     return out
 
 
-def _renamed(batches: pa.RecordBatchReader, renamed: dict[str, str]) -> pa.RecordBatchReader:
+def _renamed(
+    batches: pa.RecordBatchReader, renamed: dict[str, str], nested: dict[str, str]
+) -> pa.RecordBatchReader:
+    """The batches with BigQuery's names: columns renamed, and nested fields by a
+    zero-copy view of each column as its type with valid field names."""
     import pyarrow as pa
 
-    if not renamed:
+    if not renamed and not nested:
         return batches
-    names = [renamed.get(n, n) for n in batches.schema.names]
-    schema = pa.schema([f.with_name(n) for f, n in zip(batches.schema, names, strict=True)])
+    fields = [
+        pa.field(renamed.get(f.name, f.name), _valid_arrow(f.type), f.nullable)
+        for f in batches.schema
+    ]
+    schema = pa.schema(fields)
     return pa.RecordBatchReader.from_batches(
-        schema, (pa.RecordBatch.from_arrays(b.columns, schema=schema) for b in batches)
+        schema,
+        (
+            pa.RecordBatch.from_arrays(
+                [c.view(f.type) if nested else c for c, f in zip(b.columns, fields, strict=True)],
+                schema=schema,
+            )
+            for b in batches
+        ),
     )
+
+
+def _valid_fields(logical: LogicalType, path: str, renamed: dict[str, str]) -> LogicalType:
+    """``logical`` with every struct field name valid for BigQuery; the renamings go into
+    ``renamed`` by path (``address.zip code`` -> ``address.zip_code``)."""
+    if logical.kind == "list" and logical.item is not None:
+        return replace(logical, item=_valid_fields(logical.item, f"{path}[]", renamed))
+    if logical.kind != "struct":
+        return logical
+    names = bigquery_names([c.name for c in logical.fields])
+    fields = []
+    for c in logical.fields:
+        if names[c.name] != c.name:
+            renamed[f"{path}.{c.name}"] = f"{path}.{names[c.name]}"
+        fields.append(
+            replace(c, name=names[c.name], type=_valid_fields(c.type, f"{path}.{c.name}", renamed))
+        )
+    return replace(logical, fields=tuple(fields))
+
+
+def _valid_arrow(dtype: pa.DataType) -> pa.DataType:
+    """An Arrow type with the struct field names ``_valid_fields`` gives."""
+    import pyarrow as pa
+
+    if pa.types.is_list(dtype):
+        return pa.list_(dtype.value_field.with_type(_valid_arrow(dtype.value_type)))
+    if pa.types.is_struct(dtype):
+        names = bigquery_names([f.name for f in dtype])
+        return pa.struct(
+            [f.with_name(names[f.name]).with_type(_valid_arrow(f.type)) for f in dtype]
+        )
+    return dtype
 
 
 @dataclass
