@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from deltaflow.schema.mappings import bigquery_type, duckdb_type, postgres_type
+from deltaflow.schema.mappings import (
+    MONGODB_LOGICAL,
+    bigquery_type,
+    duckdb_type,
+    postgres_type,
+)
 from deltaflow.schema.types import Column, LogicalType
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -45,11 +50,23 @@ def row(name: str, logical: LogicalType) -> str:
     )
 
 
+def mongodb_row(bson: str) -> str:
+    logical = MONGODB_LOGICAL[bson]
+    return f"| `{bson}` | ``{logical}`` | ``{bigquery_type(logical)}`` |"
+
+
 @pytest.mark.parametrize(("name", "logical"), ROWS, ids=[n for n, _ in ROWS])
 def test_readme_type_table_row(name: str, logical: LogicalType) -> None:
     assert row(name, logical) in README.read_text(encoding="utf-8")
 
 
-if __name__ == "__main__":  # prints the table for the README
+@pytest.mark.parametrize("bson", sorted(MONGODB_LOGICAL))
+def test_readme_mongodb_table_row(bson: str) -> None:
+    assert mongodb_row(bson) in README.read_text(encoding="utf-8")
+
+
+if __name__ == "__main__":  # prints the tables for the README
     print("| logical | DuckDB | PostgreSQL | BigQuery |\n| --- | --- | --- | --- |")
     print("\n".join(row(n, t) for n, t in ROWS))
+    print("\n| BSON type | logical | BigQuery |\n| --- | --- | --- |")
+    print("\n".join(mongodb_row(b) for b in MONGODB_LOGICAL))

@@ -3,6 +3,7 @@
 from deltaflow.schema.mappings import (
     BIGQUERY_TYPES,
     DUCKDB_TYPES,
+    MONGODB_LOGICAL,
     PARQUET_TYPES,
     POSTGRES_LOGICAL,
     POSTGRES_TYPES,
@@ -19,6 +20,7 @@ from deltaflow.schema.types import Column, LogicalType, TableSchema, from_arrow,
 __all__ = [
     "BIGQUERY_TYPES",
     "DUCKDB_TYPES",
+    "MONGODB_LOGICAL",
     "PARQUET_TYPES",
     "POSTGRES_LOGICAL",
     "POSTGRES_TYPES",

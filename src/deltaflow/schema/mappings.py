@@ -235,6 +235,39 @@ def postgres_logical(typname: str, typmod: int) -> LogicalType | None:
     return POSTGRES_LOGICAL.get(typname)
 
 
+# --------------------------------------------------------------------------- MongoDB
+
+#: BSON type (its ``$type`` alias) -> logical type. Documents and arrays are inferred per
+#: field path by sampling: a document becomes a struct of its fields (JSON beyond
+#: ``max_nesting``), an array a list of its elements' type when they agree (else JSON);
+#: a field whose types conflict becomes JSON. The scalar types map as below.
+MONGODB_LOGICAL: dict[str, LogicalType] = {
+    "double": LogicalType("float64"),
+    "string": LogicalType("string"),
+    "objectId": LogicalType("string"),  # its 24 hex digits
+    "bool": LogicalType("boolean"),
+    "date": LogicalType("timestamp", unit="ms", tz="UTC"),  # BSON keeps milliseconds
+    "null": LogicalType("null"),
+    "int": LogicalType("int32"),
+    "long": LogicalType("int64"),
+    "decimal": LogicalType("decimal"),  # Decimal128: 34 digits, any exponent: exact text
+    "binData": LogicalType("binary"),
+    "uuid": LogicalType("uuid"),  # binData of subtype 4
+    "timestamp": LogicalType(
+        "struct",
+        fields=(
+            Column("t", LogicalType("timestamp", unit="s", tz="UTC"), False),
+            Column("i", LogicalType("int64"), False),
+        ),
+    ),  # the replication clock: seconds and an increment
+    "regex": LogicalType("string"),  # /pattern/flags
+    "javascript": LogicalType("string"),
+    "symbol": LogicalType("string"),
+    "minKey": LogicalType("string"),
+    "maxKey": LogicalType("string"),
+}
+
+
 # --------------------------------------------------------------------------- BigQuery
 
 #: NUMERIC holds 29 integer digits and 9 after the point; BIGNUMERIC 38 and 38.
