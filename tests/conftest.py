@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.bigquery import BigQueryEmulator, running_bigquery
+from tests.support.mongodb import MongoServer, running_mongodb
 from tests.support.postgres import PostgresServer, running_postgres
 
 
@@ -49,6 +50,24 @@ def bq_dataset(bigquery_emulator: BigQueryEmulator, loopback_only: None) -> Iter
     client.create_dataset(name, timeout=30)
     yield name
     client.delete_dataset(name, delete_contents=True, not_found_ok=True, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def mongodb_server() -> Iterator[MongoServer]:
+    """A MongoDB wire-protocol server for the whole session (see tests/support/mongodb.py)."""
+    with running_mongodb() as server:
+        yield server
+
+
+@pytest.fixture
+def mongo_db(mongodb_server: MongoServer) -> Iterator[str]:
+    """A fresh database for one test."""
+    import pymongo
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with pymongo.MongoClient(mongodb_server.uri, serverSelectionTimeoutMS=5000) as client:
+        client.drop_database(name)
 
 
 class OffMachineConnection(AssertionError):

@@ -47,19 +47,8 @@ def records(
     """Quarantine rows for ``rows`` (the original records) and their ``reasons``."""
     import pyarrow as pa
 
-    now = dt.datetime.now(dt.UTC)
-    count = rows.num_rows
-    return pa.Table.from_arrays(
-        [
-            pa.array([run_id] * count, pa.string()),
-            pa.array([now] * count, pa.timestamp("us", tz="UTC")),
-            pa.array([stream] * count, pa.string()),
-            pa.array([code] * count, pa.string()),
-            reasons.cast(pa.string()),
-            pa.array(as_json(rows), pa.string()),
-        ],
-        schema=schema(),
-    )
+    text = [str(r) for r in reasons.cast(pa.string()).to_pylist()]
+    return from_json(as_json(rows), text, code, run_id=run_id, stream=stream)
 
 
 def as_json(rows: pa.Table) -> list[str]:
@@ -91,3 +80,24 @@ def _default(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     return str(value)
+
+
+def from_json(
+    records_json: list[str], reasons: list[str], code: str, *, run_id: str, stream: str
+) -> pa.Table:
+    """Quarantine rows for records already written as JSON (e.g. source documents)."""
+    import pyarrow as pa
+
+    now = dt.datetime.now(dt.UTC)
+    count = len(records_json)
+    return pa.Table.from_arrays(
+        [
+            pa.array([run_id] * count, pa.string()),
+            pa.array([now] * count, pa.timestamp("us", tz="UTC")),
+            pa.array([stream] * count, pa.string()),
+            pa.array([code] * count, pa.string()),
+            pa.array(reasons, pa.string()),
+            pa.array(records_json, pa.string()),
+        ],
+        schema=schema(),
+    )

@@ -157,8 +157,48 @@ class BigQueryConnection(ConnectionBase):
     """Seconds each API call and job may take."""
 
 
+class MongoDBConnection(ConnectionBase):
+    """A MongoDB deployment, through pymongo."""
+
+    source_options = frozenset(
+        {
+            "collection",
+            "filter",
+            "projection",
+            "sort",
+            "pipeline",
+            "sample_size",
+            "max_nesting",
+            "on_conflict",
+            "schema",
+            "splits",
+            "stream",
+            "limit",
+        }
+    )
+    required_source = (frozenset({"collection"}),)
+
+    type: Literal["mongodb"]
+    uri: SecretStr
+    """Connection string, e.g. '${env:MONGO_URI}' (it may hold a password: a secret)."""
+    database: str = Field(min_length=1)
+    """Database of the collections read."""
+    read_preference: Literal[
+        "primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"
+    ] = "primary"
+    """Which members serve the reads; 'secondaryPreferred' keeps load off the primary."""
+    server_selection_timeout: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds to wait for a server to answer before the run fails."""
+    socket_timeout: float = Field(default=300.0, gt=0, le=86400)
+    """Seconds a read may wait for the server."""
+
+
 Connection = Annotated[
-    DuckDBConnection | FilesConnection | PostgresConnection | BigQueryConnection,
+    DuckDBConnection
+    | FilesConnection
+    | PostgresConnection
+    | BigQueryConnection
+    | MongoDBConnection,
     Field(discriminator="type"),
 ]
 
@@ -166,5 +206,6 @@ CONNECTION_MODELS: dict[str, type[ConnectionBase]] = {
     "bigquery": BigQueryConnection,
     "duckdb": DuckDBConnection,
     "files": FilesConnection,
+    "mongodb": MongoDBConnection,
     "postgres": PostgresConnection,
 }

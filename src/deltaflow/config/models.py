@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -45,7 +45,26 @@ class SourceSpec(Model):
     csv: CsvOptions | None = None
     """CSV parsing options."""
     splits: int | None = Field(default=None, ge=1, le=256)
-    """Ranges a table is read in, in parallel (PostgreSQL; default: the step's parallelism)."""
+    """Ranges a table is read in, in parallel (PostgreSQL ctid ranges, MongoDB _id ranges;
+    default: the step's parallelism)."""
+    collection: str | None = None
+    """MongoDB collection to read."""
+    filter: dict[str, Any] | None = None
+    """MongoDB query filter, in (extended) JSON: {status: active, ts: {$gte: {$date: ...}}}."""
+    projection: dict[str, Any] | None = None
+    """MongoDB projection: {name: 1, address: 1}."""
+    sort: dict[str, Literal[1, -1]] | None = None
+    """MongoDB sort: {created_at: 1}; a sorted read is one split."""
+    pipeline: list[dict[str, Any]] | None = None
+    """MongoDB aggregation pipeline, instead of filter/projection/sort (one split)."""
+    sample_size: int = Field(default=1000, ge=1, le=1_000_000)
+    """Documents sampled to infer the schema (half from the start, half from the end)."""
+    max_nesting: int = Field(default=3, ge=0, le=32)
+    """Documents nested deeper than this become JSON (0: every sub-document is JSON)."""
+    on_conflict: Literal["json", "string"] = "json"
+    """A field with conflicting types in the sample: JSON (extended JSON text), or text."""
+    schema_: dict[str, str] = Field(default_factory=dict, alias="schema")
+    """Declared types that override inference, by field: {price: 'decimal(12,2)'}."""
     limit: int | None = Field(default=None, ge=1)
     """Read at most this many rows (a sample: which rows is not defined when splits are
     read in parallel); an incremental step that is limited does not move its watermark."""

@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "bigquery": "bigquery",
     "duckdb": "duckdb",
     "files": "files",
+    "mongodb": "mongodb",
     "postgres": "postgres",
 }
 

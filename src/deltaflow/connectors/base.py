@@ -111,9 +111,11 @@ class Destination(Protocol):
         write_mode: WriteMode,
         primary_key: tuple[str, ...],
         state: Callable[[], list[StateRecord]] | None = None,
+        rejected: Callable[[], pa.Table | None] | None = None,
     ) -> LoadResult:
-        """Load atomically; ``state()``, called after the rows are in and before the
-        commit, gives the incremental state records to commit with them."""
+        """Load atomically; ``state()`` and ``rejected()``, called after the rows are in
+        and before the commit, give the incremental state records and the quarantine
+        records (``deltaflow.quarantine``) to commit with them."""
         ...
 
 

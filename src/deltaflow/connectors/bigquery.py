@@ -513,6 +513,7 @@ class BigQueryDestination:
         write_mode: WriteMode,
         primary_key: tuple[str, ...],
         state: Callable[[], list[StateRecord]] | None = None,
+        rejected: Callable[[], pa.Table | None] | None = None,
     ) -> LoadResult:
         """Write the batches to Parquet, rows BigQuery cannot hold set aside (see
         ``bigquery_values``). A plain append or replace is one load job; anything more
@@ -525,12 +526,12 @@ class BigQueryDestination:
             path = Path(work) / "batch.parquet"
             try:
                 written = _write_parquet(relayed, path, sequence=write_mode == "merge")
-                rejected = self._rejected(written.rejected)
-                if state is None and write_mode != "merge" and rejected is None:
+                held = self._rejected(written.rejected, rejected() if rejected else None)
+                if state is None and write_mode != "merge" and held is None:
                     self._load_job(path, self.table, write_mode)
                 else:
                     names = relayed.schema.names
-                    self._apply(path, write_mode, primary_key, names, rejected, state)
+                    self._apply(path, write_mode, primary_key, names, held, state)
             except BaseException as exc:
                 if upstream:
                     raise upstream[0] from None
@@ -544,17 +545,20 @@ class BigQueryDestination:
         details: dict[str, Any] = dict(self.jobs)
         if self.renamed or self.nested_renamed:
             details["renamed_columns"] = self.renamed | self.nested_renamed
-        quarantined = 0 if rejected is None else rejected.num_rows
+        quarantined = 0 if held is None else held.num_rows
         if quarantined:
             details["quarantine_table"] = f"{self.dataset}.{self.table}{quarantine.SUFFIX}"
         return LoadResult(written.rows, int(table.num_rows or 0), details, quarantined)
 
-    def _rejected(self, parts: list[tuple[pa.Table, pa.Array[Any]]]) -> pa.Table | None:
-        """The quarantine records of the rows BigQuery cannot hold, logged by reason."""
+    def _rejected(
+        self, parts: list[tuple[pa.Table, pa.Array[Any]]], upstream: pa.Table | None
+    ) -> pa.Table | None:
+        """The quarantine records of the rows BigQuery cannot hold (logged), with those
+        that came from upstream."""
         import pyarrow as pa
 
         if not parts:
-            return None
+            return upstream
         records = pa.concat_tables(
             quarantine.records(
                 rows,
@@ -573,7 +577,7 @@ class BigQueryDestination:
             quarantine.SUFFIX,
             records.column("reason")[0],
         )
-        return records
+        return records if upstream is None else pa.concat_tables([upstream, records])
 
     def _load_job(self, path: Path, table: str, write_mode: WriteMode) -> None:
         from google.cloud import bigquery

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from deltaflow import quarantine
 from deltaflow.connectors.base import (
     STATE_COLUMNS,
     STATE_TABLE,
@@ -271,6 +272,7 @@ class DuckDBDestination:
         write_mode: WriteMode,
         primary_key: tuple[str, ...],
         state: Callable[[], list[StateRecord]] | None = None,
+        rejected: Callable[[], pa.Table | None] | None = None,
     ) -> LoadResult:
         import duckdb
 
@@ -283,6 +285,9 @@ class DuckDBDestination:
             details = _APPLY[write_mode](self, cur, scannable, incoming, primary_key)
             for record in state() if state else []:
                 self._put_state(cur, record)
+            held = rejected() if rejected else None
+            if held is not None:
+                self._quarantine(cur, held)
             crash_point("after_load_before_commit")
             cur.execute("COMMIT")
             crash_point("after_commit")
@@ -297,7 +302,24 @@ class DuckDBDestination:
                 ) from exc
             raise
         (count,) = cur.execute(f"SELECT count(*) FROM {self.target}").fetchone() or (0,)
-        return LoadResult(details.pop("rows_loaded"), int(count), details)
+        rows = details.pop("rows_loaded")
+        if held is None:
+            return LoadResult(rows, int(count), details)
+        where = {"quarantine_table": f"{self.schema_name}.{self.table}{quarantine.SUFFIX}"}
+        return LoadResult(rows, int(count), details | where, held.num_rows)
+
+    def _quarantine(self, cur: Any, records: pa.Table) -> None:
+        """Add quarantine records to the table's quarantine table, in the transaction."""
+        target = quoted(self.schema_name, f"{self.table}{quarantine.SUFFIX}")
+        cur.register("__deltaflow_quarantine", records)
+        try:
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {target} AS "
+                "SELECT * FROM __deltaflow_quarantine LIMIT 0"
+            )
+            cur.execute(f"INSERT INTO {target} SELECT * FROM __deltaflow_quarantine")
+        finally:
+            cur.unregister("__deltaflow_quarantine")
 
     # Incremental state, in a table next to the destination table.
 

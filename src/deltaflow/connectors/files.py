@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deltaflow import quarantine
 from deltaflow.connectors.base import LoadResult, RunResources, Split, StateRecord, relay_failures
 from deltaflow.errors import DestinationError, LoadError, SourceError
 from deltaflow.schema.mappings import parquet_type
@@ -351,6 +352,7 @@ class FilesDestination:
         write_mode: WriteMode,
         primary_key: tuple[str, ...],
         state: Callable[[], list[StateRecord]] | None = None,
+        rejected: Callable[[], pa.Table | None] | None = None,
     ) -> LoadResult:
         if state is not None:  # validation refuses incremental steps into files
             raise LoadError(
@@ -374,7 +376,17 @@ class FilesDestination:
             raise
         if write_mode == "replace":
             _swap_directory(target, self.directory)
-        return LoadResult(rows, self._table_rows())
+        held = rejected() if rejected else None
+        if held is None:
+            return LoadResult(rows, self._table_rows())
+        # Not in a transaction (files have none): written once the rows are in place.
+        import pyarrow.parquet as pq
+
+        directory = self.directory.with_name(self.directory.name + quarantine.SUFFIX)
+        directory.mkdir(parents=True, exist_ok=True)
+        pq.write_table(held, _new_part(directory, self.run_id, ".parquet"))
+        details = {"quarantine_table": str(directory)}
+        return LoadResult(rows, self._table_rows(), details, held.num_rows)
 
     def _table_rows(self) -> int | None:
         """Rows in all parts, from Parquet footers; unknown (None) for text formats."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from deltaflow import quarantine
 from deltaflow.config.secrets import remember
 from deltaflow.connectors.base import (
     STATE_COLUMNS,
@@ -499,6 +500,7 @@ class PostgresDestination:
         write_mode: WriteMode,
         primary_key: tuple[str, ...],
         state: Callable[[], list[StateRecord]] | None = None,
+        rejected: Callable[[], pa.Table | None] | None = None,
     ) -> LoadResult:
         upstream: list[BaseException] = []
         ingestable = relay_failures(_ingestable(batches), upstream)
@@ -516,6 +518,14 @@ class PostgresDestination:
                 ((count,),) = _fetch(cur, f"SELECT count(*) FROM {self.target}")
                 for record in state() if state else []:
                     self._put_state(cur, record)
+                held = rejected() if rejected else None
+                if held is not None:
+                    cur.adbc_ingest(
+                        f"{self.table}{quarantine.SUFFIX}",
+                        held,
+                        mode="create_append",
+                        db_schema_name=self.schema_name,
+                    )
                 crash_point("after_load_before_commit")
                 db.commit()
                 crash_point("after_commit")
@@ -531,7 +541,11 @@ class PostgresDestination:
                         hint="check that the source columns fit the table's types",
                     ) from exc
                 raise
-        return LoadResult(details.pop("rows_loaded"), int(count), details)
+        rows = details.pop("rows_loaded")
+        if held is None:
+            return LoadResult(rows, int(count), details)
+        where = {"quarantine_table": f"{self.schema_name}.{self.table}{quarantine.SUFFIX}"}
+        return LoadResult(rows, int(count), details | where, held.num_rows)
 
     # Incremental state, in a table next to the destination table.
 

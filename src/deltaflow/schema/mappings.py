@@ -248,7 +248,7 @@ MONGODB_LOGICAL: dict[str, LogicalType] = {
     "bool": LogicalType("boolean"),
     "date": LogicalType("timestamp", unit="ms", tz="UTC"),  # BSON keeps milliseconds
     "null": LogicalType("null"),
-    "int": LogicalType("int32"),
+    "int": LogicalType("int64"),  # int32 and int64 are one column: values move between them
     "long": LogicalType("int64"),
     "decimal": LogicalType("decimal"),  # Decimal128: 34 digits, any exponent: exact text
     "binData": LogicalType("binary"),

@@ -7,6 +7,7 @@ per engine in ``deltaflow.schema.mappings``, to that engine's column types.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -235,3 +236,43 @@ def _arrow_factories() -> dict[str, Callable[[], pa.DataType]]:
         "json": pa.string,
         "uuid": pa.string,
     }
+
+
+#: the type names a config may declare (``parse_type``)
+DECLARABLE = (
+    "boolean",
+    "int32",
+    "int64",
+    "float64",
+    "decimal",
+    "decimal(P,S)",
+    "string",
+    "binary",
+    "date",
+    "timestamp",
+    "timestamptz",
+    "json",
+    "uuid",
+)
+_DECIMAL = re.compile(r"^decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
+
+
+def parse_type(text: str) -> LogicalType:
+    """A declared type: one of ``DECLARABLE`` ('timestamp' is naive, 'timestamptz' UTC,
+    both in microseconds; 'decimal' without digits keeps any value exactly)."""
+    name = text.strip().lower()
+    match = _DECIMAL.match(name)
+    if match:
+        precision, scale = int(match.group(1)), int(match.group(2))
+        if not 1 <= precision <= 76 or scale > precision:
+            raise ValueError(
+                f"'{text}': a decimal has 1 to 76 digits and at most as many after the point"
+            )
+        return LogicalType("decimal", precision=precision, scale=scale)
+    if name == "timestamp":
+        return LogicalType("timestamp", unit="us")
+    if name == "timestamptz":
+        return LogicalType("timestamp", unit="us", tz="UTC")
+    if name in DECLARABLE and name != "decimal(P,S)":
+        return LogicalType(name)  # type: ignore[arg-type]
+    raise ValueError(f"'{text}' is not a type; use one of: {', '.join(DECLARABLE)}")

@@ -112,9 +112,10 @@ def run_sync(
 
     target = schema.to_arrow()
     if step.resumable:
-        result = _load_split_by_split(
+        result, unconverted = _load_split_by_split(
             step, pipeline, parts, destination, resources, target, write_mode, primary_key, count
         )
+        outcome.rows_read += unconverted
         observer.stream_finished(stream)
         return _finish(outcome, result, parts)
 
@@ -135,14 +136,41 @@ def run_sync(
     if limited and increments:
         log.warning("%s: a limited run reads a sample and does not move the watermark", stream)
     commit_state = states if increments and not limited else None
+    rejected = _Rejected(parts, resources.run_id)
     try:
         conformed = (_conform(_parse_dates(b, step.parse_dates), target) for b in batches)
         reader = pa.RecordBatchReader.from_batches(target, _with_crash_points(conformed))
-        result = destination.load(reader, write_mode, primary_key, commit_state)
+        result = destination.load(reader, write_mode, primary_key, commit_state, rejected)
     finally:
         batches.close()
         observer.stream_finished(stream)
+    outcome.rows_read += rejected.count
     return _finish(outcome, result, parts)
+
+
+@dataclass
+class _Rejected:
+    """The quarantine records of what the step's sources could not convert, collected
+    when the destination asks for them (after the rows are in, before the commit)."""
+
+    parts: list[_Part]
+    run_id: str
+    count: int = 0
+
+    def __call__(self) -> pa.Table | None:
+        import pyarrow as pa
+
+        tables = []
+        for part in self.parts:
+            take = getattr(part.source, "take_rejected", None)
+            table = take(self.run_id) if take is not None else None
+            if table is not None:
+                tables.append(table)
+        if not tables:
+            return None
+        records = pa.concat_tables(tables)
+        self.count += records.num_rows
+        return records
 
 
 def _finish(outcome: SyncOutcome, result: LoadResult, parts: list[_Part]) -> SyncOutcome:
@@ -175,7 +203,7 @@ def _load_split_by_split(
     write_mode: WriteMode,
     primary_key: tuple[str, ...],
     count: Callable[[pa.RecordBatch], None],
-) -> LoadResult:
+) -> tuple[LoadResult, int]:
     """``resumable``: load each split in its own transaction, committing with it the list
     of splits done, so a rerun after a crash reads only the splits not yet loaded. The
     record goes once the whole stream is in."""
@@ -194,7 +222,7 @@ def _load_split_by_split(
     splits = source.splits()
     token = source.resume_token()
     todo = [s for s in splits if str(s.index) not in done]
-    loaded, table_rows, quarantined = 0, None, 0
+    loaded, table_rows, quarantined, unconverted = 0, None, 0, 0
     details: dict[str, Any] = {}
     for split in todo:
 
@@ -211,7 +239,9 @@ def _load_split_by_split(
             return [record]
 
         reader = pa.RecordBatchReader.from_batches(target, batches())
-        result = destination.load(reader, write_mode, primary_key, progress)
+        rejected = _Rejected(parts, resources.run_id)
+        result = destination.load(reader, write_mode, primary_key, progress, rejected)
+        unconverted += rejected.count
         done.add(str(split.index))
         loaded += result.rows_loaded
         quarantined += result.rows_quarantined
@@ -219,7 +249,7 @@ def _load_split_by_split(
         details |= result.details
     destination.delete_states(key)
     details["splits"] = {"total": len(splits), "already_loaded": len(splits) - len(todo)}
-    return LoadResult(loaded, table_rows, details, quarantined)
+    return LoadResult(loaded, table_rows, details, quarantined), unconverted
 
 
 def _resumable_parts(

@@ -1,0 +1,200 @@
+"""MongoDB documents -> schema -> Arrow: the inference rules and every BSON type.
+
+These run on decoded documents (what pymongo hands over), so they cover the BSON types
+the test server cannot store (Decimal128, UUID subtypes, Timestamp)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import bson
+import pyarrow as pa
+import pytest
+from bson.decimal128 import Decimal128
+
+from deltaflow.connectors import mongodb
+from deltaflow.connectors.mongodb import Inference, infer_schema, to_batch
+from deltaflow.schema.types import LogicalType, TableSchema, parse_type
+
+OID = bson.ObjectId("65a1b2c3d4e5f60718293a4b")
+WHEN = dt.datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def _kinds() -> None:
+    mongodb._KINDS.update(mongodb._kinds())
+
+
+def every_type() -> dict[str, Any]:
+    return {
+        "_id": OID,
+        "int": 7,
+        "long": bson.Int64(2**40),
+        "double": 1.25,
+        "string": "ünïcødé",
+        "bool": True,
+        "date": WHEN,
+        "decimal": Decimal128("1234567890123456789.123456789012345"),
+        "uuid": bson.Binary(uuid.UUID(int=5).bytes, 4),
+        "bytes": b"\x00\xff\x00",
+        "ts": bson.Timestamp(1_700_000_000, 7),
+        "regex": bson.Regex("^a.c$", "im"),
+        "code": bson.Code("function () { return 1 }"),
+        "min": bson.MinKey(),
+        "nested": {"city": "Köln", "geo": {"lat": 50.9, "lon": 6.9}},
+        "tags": ["a", "b"],
+        "none": None,
+    }
+
+
+def convert(documents: list[dict[str, Any]], **how: Any) -> tuple[TableSchema, Any]:
+    schema = infer_schema(documents, Inference(**how))
+    return schema, to_batch(documents, schema)
+
+
+def test_every_bson_type_maps_as_documented() -> None:
+    schema, out = convert([every_type()])
+
+    types = {c.name: str(c.type) for c in schema.columns}
+    assert types == {
+        "_id": "string",
+        "int": "int64",
+        "long": "int64",
+        "double": "float64",
+        "string": "string",
+        "bool": "boolean",
+        "date": "timestamp[ms, UTC]",
+        "decimal": "decimal",
+        "uuid": "uuid",
+        "bytes": "binary",
+        "ts": "struct<t: timestamp[s, UTC], i: int64>",
+        "regex": "string",
+        "code": "string",
+        "min": "string",
+        "nested": "struct<city: string, geo: struct<lat: float64, lon: float64>>",
+        "tags": "list<string>",
+        "none": "json",
+    }
+    assert schema.names[0] == "_id"
+    assert schema.primary_key == ("_id",)
+    assert out.rejected == []
+    (row,) = out.batch.to_pylist()
+    assert row["_id"] == "65a1b2c3d4e5f60718293a4b"
+    assert row["long"] == 2**40
+    assert row["date"] == WHEN  # milliseconds kept, UTC
+    assert row["decimal"] == "1234567890123456789.123456789012345"  # exact, as text
+    assert row["uuid"] == "00000000-0000-0000-0000-000000000005"
+    assert row["bytes"] == b"\x00\xff\x00"
+    assert row["ts"] == {"t": dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC), "i": 7}
+    assert row["regex"] == "/^a.c$/im"
+    assert row["code"] == "function () { return 1 }"
+    assert row["min"] == "minKey"
+    assert row["nested"] == {"city": "Köln", "geo": {"lat": 50.9, "lon": 6.9}}
+    assert row["none"] is None
+
+
+def test_a_field_whose_type_changes_becomes_json_and_keeps_every_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    documents = [{"_id": i, "v": i} for i in range(3)] + [{"_id": 3, "v": "three"}]
+    with caplog.at_level(logging.WARNING, logger="deltaflow.mongodb"):
+        schema, out = convert(documents)
+    assert schema.column("v") is not None
+    assert str(schema.column("v").type) == "json"  # type: ignore[union-attr]
+    assert "field v has the types int, string in the sample: read as json" in caplog.text
+    assert out.batch.column("v").to_pylist() == ["0", "1", "2", '"three"']
+    _, as_text = convert(documents, on_conflict="string")
+    assert as_text.batch.column("v").to_pylist() == ["0", "1", "2", "three"]
+
+
+def test_ints_and_doubles_widen_to_float_and_arrays_of_mixed_types_are_json() -> None:
+    schema, out = convert(
+        [{"_id": 1, "n": 1, "a": [1, 2]}, {"_id": 2, "n": 2.5, "a": [1, "x", {"k": 1}]}]
+    )
+    assert str(schema.column("n").type) == "float64"  # type: ignore[union-attr]
+    assert str(schema.column("a").type) == "json"  # type: ignore[union-attr]
+    assert out.batch.column("n").to_pylist() == [1.0, 2.5]
+    assert [json.loads(v) for v in out.batch.column("a").to_pylist()] == [
+        [1, 2],
+        [1, "x", {"k": 1}],
+    ]
+
+
+def test_documents_deeper_than_max_nesting_are_json_in_extended_json() -> None:
+    document = {"_id": 1, "a": {"b": {"c": {"when": WHEN, "id": OID}}}}
+    schema, out = convert([document], max_nesting=2)
+    # two levels of structs, the third level is JSON
+    assert str(schema.column("a").type) == "struct<b: struct<c: json>>"  # type: ignore[union-attr]
+    (row,) = out.batch.to_pylist()
+    assert json.loads(row["a"]["b"]["c"]) == {
+        "when": {"$date": "2024-01-02T03:04:05.678Z"},
+        "id": {"$oid": str(OID)},
+    }
+
+
+def test_a_declared_schema_overrides_inference() -> None:
+    declared = {"price": parse_type("decimal(12,2)"), "meta.code": parse_type("string")}
+    schema, out = convert(
+        [{"_id": 1, "price": Decimal128("9.99"), "meta": {"code": 12}}], declared=declared
+    )
+    assert str(schema.column("price").type) == "decimal(12,2)"  # type: ignore[union-attr]
+    assert str(schema.column("meta").type) == "struct<code: string>"  # type: ignore[union-attr]
+    (row,) = out.batch.to_pylist()
+    assert row["price"] == Decimal("9.99")
+    assert row["meta"] == {"code": "12"}
+
+
+def test_a_document_a_column_cannot_hold_is_left_out_with_its_reason() -> None:
+    schema = infer_schema([{"_id": 1, "n": 5}], Inference())
+    out = to_batch([{"_id": 1, "n": 5}, {"_id": 2, "n": {"not": "a number"}}], schema)
+    assert out.batch.column("_id").to_pylist() == [1]
+    ((document, reason),) = out.rejected
+    assert document["_id"] == 2
+    assert reason == 'n: {"not": "a number"} (object) is not int64'
+
+
+def test_fields_outside_the_sampled_schema_are_never_dropped_silently() -> None:
+    schema = infer_schema([{"_id": 1, "a": {"x": 1}}], Inference())
+    out = to_batch(
+        [
+            {"_id": 1, "a": {"x": 1}},
+            {"_id": 2, "a": {"x": 2}, "late": True},
+            {"_id": 3, "a": {"x": 3, "y": 4}},
+        ],
+        schema,
+    )
+    assert out.batch.column("_id").to_pylist() == [1]
+    reasons = {d["_id"]: r for d, r in out.rejected}
+    assert reasons[2] == "fields late are not in the schema inferred from the sample"
+    assert reasons[3] == "a: fields y are not in the inferred schema"
+
+
+def test_parse_type_names_the_choices() -> None:
+    assert parse_type("timestamptz") == LogicalType("timestamp", unit="us", tz="UTC")
+    with pytest.raises(ValueError, match="use one of: boolean, int32"):
+        parse_type("datetime")
+
+
+def test_conversion_goes_column_by_column_not_document_by_document() -> None:
+    # The plain path is one pa.array call per column: a column of plain values is never
+    # rebuilt value by value (the benchmark measures the speed; this pins the path).
+    calls: list[int] = []
+    original = pa.array
+
+    def counting(values: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(values) if isinstance(values, list) else -1)
+        return original(values, *args, **kwargs)
+
+    documents = [{"_id": OID, "n": i, "s": str(i)} for i in range(1000)]
+    schema = infer_schema(documents, Inference())
+    pa.array = counting  # type: ignore[assignment]
+    try:
+        to_batch(documents, schema)
+    finally:
+        pa.array = original
+    assert all(n == 1000 for n in calls if n > 0)  # no per-value calls
