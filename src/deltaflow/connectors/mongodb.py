@@ -298,27 +298,27 @@ def column_array(
 
 def _unknown_fields(values: list[Any], logical: LogicalType, path: str) -> list[tuple[int, str]]:
     """Where a document holds a sub-document field the struct does not know (pyarrow
-    would drop it without a word)."""
+    would drop it without a word). Works on whole columns: the items of every list are
+    checked in one pass, with the position of the document they belong to."""
     if logical.kind == "list" and logical.item is not None and logical.item.kind == "struct":
-        found: list[tuple[int, str]] = []
-        for i, items in enumerate(values):
-            if isinstance(items, list):
-                for _, reason in _unknown_fields(items, logical.item, f"{path}[]"):
-                    found.append((i, reason))
-                    break
-        return found
+        owners = [i for i, items in enumerate(values) if isinstance(items, list) for _ in items]
+        items = [item for v in values if isinstance(v, list) for item in v]
+        found = _unknown_fields(items, logical.item, f"{path}[]")
+        return list({owners[i]: (owners[i], reason) for i, reason in found}.values())
     if logical.kind != "struct":
         return []
     known = frozenset(c.name for c in logical.fields)
+    fits = known.issuperset
     bad = [
         (i, f"{path}: fields {', '.join(sorted(set(v) - known))} are not in the inferred schema")
         for i, v in enumerate(values)
-        if isinstance(v, dict) and not known.issuperset(v)
+        if v.__class__ is dict and not fits(v)
     ]
     for column in logical.fields:
         if column.type.kind in ("struct", "list"):
-            inner = [v.get(column.name) if isinstance(v, dict) else None for v in values]
-            bad += _unknown_fields(inner, column.type, f"{path}.{column.name}")
+            name = column.name
+            inner = [v.get(name) if v.__class__ is dict else None for v in values]
+            bad += _unknown_fields(inner, column.type, f"{path}.{name}")
     return bad
 
 
