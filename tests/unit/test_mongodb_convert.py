@@ -10,6 +10,7 @@ import json
 import logging
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import bson
@@ -198,3 +199,48 @@ def test_conversion_goes_column_by_column_not_document_by_document() -> None:
     finally:
         pa.array = original
     assert all(n == 1000 for n in calls if n > 0)  # no per-value calls
+
+
+def test_an_objectid_cursor_window_is_pushed_down_as_objectids() -> None:
+    from deltaflow.config.connections import MongoDBConnection
+    from deltaflow.config.models import IncrementalSpec, SourceSpec
+    from deltaflow.connectors.base import RunResources
+    from deltaflow.sync.incremental import CursorWindow, decode, encode
+
+    start = decode("65A1B2C3D4E5F60718293A4B", "objectid")
+    assert start == "65a1b2c3d4e5f60718293a4b"
+    assert encode(start) == start
+    with pytest.raises(Exception, match="not an objectid cursor value"):
+        decode("65a1", "objectid")
+    with pytest.raises(ValueError, match="an objectid cursor takes no lookback"):
+        IncrementalSpec(cursor="_id", cursor_type="objectid", lookback="5m")
+
+    conn = MongoDBConnection.model_validate(
+        {"type": "mongodb", "uri": "mongodb://127.0.0.1:1", "database": "d"}
+    )
+    spec = SourceSpec.model_validate(
+        {"connection": "m", "collection": "c", "filter": {"status": "paid"}}
+    )
+    source = mongodb.MongoDBSource(conn, spec, RunResources(Path("."), "r"), 1000, 1)
+    source.restrict(CursorWindow("_id", "objectid", start, None, "UTC"))
+    assert source._filter() == {
+        "$and": [
+            {"status": "paid"},
+            {"$or": [{"_id": {"$gte": bson.ObjectId(start)}}, {"_id": None}]},
+        ]
+    }
+
+
+def test_an_objectid_cursor_follows_the_largest_id_in_the_stream() -> None:
+    from deltaflow.config.models import IncrementalSpec
+    from deltaflow.sync.incremental import CursorFilter, Plan
+
+    spec = IncrementalSpec(cursor="_id", cursor_type="objectid")
+    ids = [str(bson.ObjectId.from_datetime(WHEN + dt.timedelta(seconds=s))) for s in (3, 1, 2)]
+    plan = Plan("incremental", ids[1], None, "test")
+    cursor = CursorFilter(spec, plan, ("_id",), dedupe_boundary=False)
+    kept = cursor.apply(pa.record_batch({"_id": pa.array(ids)}))
+    assert kept.column(0).to_pylist() == ids  # all at or after the start
+    state = cursor.next_state()
+    assert state is not None
+    assert state.watermark == ids[0]  # the newest ObjectId

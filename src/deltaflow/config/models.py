@@ -141,7 +141,8 @@ class IncrementalSpec(Model):
 
     cursor: str = Field(min_length=1)
     """Column that grows when a row is added or changed (e.g. updated_at, or an id)."""
-    cursor_type: Literal["timestamp", "integer"] = "timestamp"
+    cursor_type: Literal["timestamp", "integer", "objectid"] = "timestamp"
+    """'objectid': MongoDB's _id, in the time order ObjectIds carry (no lookback)."""
     on_empty: Literal["full", "fallback"] = "full"
     """With no state and an empty destination: load everything, or the last fallback_days."""
     fallback_days: int = Field(default=7, ge=1, le=36_500)
@@ -179,6 +180,8 @@ class IncrementalSpec(Model):
         for name in ("lookback", "safety_lag"):
             if self.cursor_type == "integer" and not isinstance(getattr(self, name), int):
                 raise ValueError(f"{name} of an integer cursor is a number of cursor units")
+            if self.cursor_type == "objectid" and duration_seconds(getattr(self, name)):
+                raise ValueError(f"an objectid cursor takes no {name}: ObjectIds have no clock")
         return self
 
     def lookback_value(self) -> float:

@@ -433,11 +433,14 @@ class MongoDBSource:
         if self.spec.filter:
             conditions.append(json_util.loads(json_util.dumps(self.spec.filter)))
         if self.window is not None:
+            import bson
+
+            as_bson = bson.ObjectId if self.window.cursor_type == "objectid" else (lambda v: v)
             bounds = {}
             if self.window.start is not None:
-                bounds["$gte"] = self.window.start
+                bounds["$gte"] = as_bson(self.window.start)
             if self.window.end is not None:
-                bounds["$lt"] = self.window.end
+                bounds["$lt"] = as_bson(self.window.end)
             if bounds:
                 cursor = self.window.cursor
                 conditions.append({"$or": [{cursor: bounds}, {cursor: None}]})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import zoneinfo
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from deltaflow.config.models import IncrementalSpec
 
 UTC = dt.UTC
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 EPOCH_START = dt.datetime(1900, 1, 1, tzinfo=UTC)
 
 
@@ -77,9 +79,12 @@ class Plan:
 
 
 def encode(value: Any) -> str | None:
-    """A cursor value as stored: ISO 8601 UTC with microseconds, or the integer."""
+    """A cursor value as stored: ISO 8601 UTC with microseconds, the integer, or the
+    ObjectId's 24 hex digits."""
     if value is None:
         return None
+    if isinstance(value, str):
+        return value
     if isinstance(value, dt.datetime):
         return value.astimezone(UTC).isoformat(timespec="microseconds")
     return str(int(value))
@@ -90,6 +95,13 @@ def decode(text: str | None, cursor_type: str, timezone: str = "UTC") -> Any:
     ``timezone``. Names the value and the expected form when it does not parse."""
     if text is None:
         return None
+    if cursor_type == "objectid":
+        if not _OBJECT_ID.match(text.strip()):
+            raise ConfigError(
+                f"'{text}' is not an objectid cursor value",
+                hint="write the 24 hex digits of an ObjectId, e.g. 65a1b2c3d4e5f60718293a4b",
+            )
+        return text.strip().lower()
     try:
         if cursor_type == "integer":
             return int(text)
@@ -114,7 +126,7 @@ def plan_window(
     options: SyncOptions,
 ) -> Plan:
     """Which rows this run reads, and why."""
-    integer = spec.cursor_type == "integer"
+    integer = spec.cursor_type != "timestamp"  # integers and ObjectIds: no clock
     end = decode(options.end, spec.cursor_type, spec.timezone)
     if end is None and not integer:
         end = now - dt.timedelta(seconds=spec.safety_lag_value())
@@ -293,6 +305,7 @@ PLACEHOLDERS = ("start_timestamp", "end_timestamp")
 _FAR = {
     "timestamp": (EPOCH_START, dt.datetime(9999, 12, 31, tzinfo=UTC)),
     "integer": (-(2**63), 2**63 - 1),
+    "objectid": ("0" * 24, "f" * 24),
 }
 
 
@@ -318,6 +331,8 @@ class CursorWindow:
         return f"(({inside}) OR {column_sql} IS NULL)"
 
     def _literal(self, value: Any, kind: str, tz: str | None) -> str:
+        if isinstance(value, str):  # an ObjectId's hex digits (checked by decode)
+            return f"'{value}'"
         if not isinstance(value, dt.datetime):
             return str(int(value))
         if kind == "date":

@@ -473,16 +473,14 @@ class Incremental:
                 hint=f"columns: {', '.join(schema.names)}",
             )
         wanted = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-        fits = (
-            column.type.kind in wanted
-            if self.spec.cursor_type == "integer"
-            else column.type.kind in ("timestamp", "date")
-        )
+        kinds = {"integer": wanted, "timestamp": ("timestamp", "date"), "objectid": ("string",)}
+        fits = column.type.kind in kinds[self.spec.cursor_type]
         if not fits:
             raise SchemaError(
                 f"cursor column '{self.spec.cursor}' is {column.type}, not a "
                 f"{self.spec.cursor_type}",
-                hint="set incremental.cursor_type to match the column (timestamp or integer)",
+                hint="set incremental.cursor_type to match the column "
+                "(timestamp, integer or objectid)",
             )
 
     @property
