@@ -136,7 +136,7 @@ def test_unknown_connection_type_with_did_you_mean(tmp_path: Path) -> None:
     [d] = found  # the steps using it are not reported again
     assert (d.file, d.line, d.path) == (file, 7, "connections.warehouse.type")
     assert d.message == "unknown connection type 'duckbd'. Did you mean 'duckdb'?"
-    assert d.hint == "valid connection types: bigquery, duckdb, files, postgres"
+    assert d.hint == "valid connection types: bigquery, duckdb, files, mongodb, postgres"
 
 
 def test_connection_without_type(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_connection_without_type(tmp_path: Path) -> None:
     [d] = found
     assert (d.file, d.line, d.path) == (file, 6, "connections.warehouse")
     assert d.message == "connection has no 'type'"
-    assert d.hint == "add 'type:' with one of: bigquery, duckdb, files, postgres"
+    assert d.hint == "add 'type:' with one of: bigquery, duckdb, files, mongodb, postgres"
 
 
 def test_unknown_step_type_with_did_you_mean(tmp_path: Path) -> None:
