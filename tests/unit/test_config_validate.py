@@ -640,3 +640,30 @@ def test_partition_granularity_lists_the_choices(tmp_path: Path) -> None:
     [d] = check(tmp_path, text)[1]
     assert d.path == "steps[0].destination.partition_by.granularity"
     assert d.hint == "use one of: DAY, HOUR, MONTH, YEAR"
+
+
+def test_mongodb_sources_are_checked_and_cannot_be_destinations(tmp_path: Path) -> None:
+    _, found = check(
+        tmp_path,
+        textwrap.dedent("""\
+        pipeline_id: m
+        connections:
+          mongo: {type: mongodb, uri: "mongodb://127.0.0.1", database: shop}
+          wh: {type: duckdb}
+        steps:
+          - step_id: a
+            type: sync
+            source: {connection: mongo, filter: {status: paid}, schema: {price: "decimal(12,2)"}}
+            destination: {connection: wh, table: orders}
+          - step_id: b
+            type: sync
+            source: {connection: mongo, collection: orders, table: x}
+            destination: {connection: mongo, table: orders}
+        """),
+    )
+    messages = {(d.line, d.message) for d in found}
+    assert messages == {
+        (8, "a mongodb source needs 'collection'"),  # 'schema' is an option it takes
+        (12, "'table' does not apply to a mongodb source"),
+        (13, "connection 'mongo' is mongodb, which cannot be a destination"),
+    }

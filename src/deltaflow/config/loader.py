@@ -584,7 +584,15 @@ def _check_sync(connections: _Connections, step: dict[str, Any], loc: Loc, repor
             continue
         assert isinstance(spec, SourceSpec | DestinationSpec)
         allowed = conn.source_options if role == "source" else conn.destination_options
-        given = spec.model_fields_set - {"connection"}
+        if not allowed:
+            report.add(
+                (*where, "connection"),
+                f"connection '{name}' is {conn.kind}, which cannot be a {role}",
+                f"use a connection of another type as the {role}",
+            )
+            continue
+        fields = type(spec).model_fields
+        given = {fields[f].alias or f for f in spec.model_fields_set} - {"connection"}
         for option in sorted(given - allowed):
             report.add(
                 (*where, option),
