@@ -197,6 +197,61 @@ def run(
         raise _fail(result.error)
 
 
+@app.command()
+def check(
+    pipeline: Annotated[
+        str, typer.Argument(help="Pipeline file, or pipeline id (looked up under --configs).")
+    ],
+    var: Annotated[
+        list[str] | None,
+        typer.Option("--var", help="Set a variable, NAME=VALUE; repeatable; wins over the file."),
+    ] = None,
+    configs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where pipeline ids are looked up \\[default: ./configs, else .].",
+            show_default=False,
+        ),
+    ] = None,
+    step: Annotated[
+        list[str] | None, typer.Option("--step", help="Only this quality step; repeatable.")
+    ] = None,
+    metadata: MetadataOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    """Run only the pipeline's quality checks (its 'quality' steps), recorded as a run.
+
+    Exits 1 when a critical check fails or cannot run; warnings are printed and stored.
+    """
+    from deltaflow.config.loader import RunContext, load_pipeline
+    from deltaflow.config.variables import parse_assignments
+    from deltaflow.orchestration.runner import run_pipeline
+
+    _setup_logging(verbose)
+    context = RunContext()
+    try:
+        loaded = load_pipeline(
+            pipeline, configs=configs, cli_vars=parse_assignments(var or []), context=context
+        )
+        every = [s.step_id for s in loaded.pipeline.steps if s.type == "quality"]
+        quality = [s for s in every if s in step] if step else every
+        if not quality:
+            named = f" named {', '.join(step)}" if step else ""
+            err.print(
+                f"pipeline {loaded.pipeline.pipeline_id} has no quality step{named} "
+                f"(quality steps: {', '.join(every) or 'none'})"
+            )
+            raise typer.Exit(2)
+        result = run_pipeline(loaded, context=context, store=_store(metadata), only_steps=quality)
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
+    if not quiet:
+        _print_checks(result.steps)
+    if result.error is not None:
+        raise _fail(result.error)
+
+
 class _ProgressObserver:
     """Draws one rich progress bar per stream: rows, rows/s, elapsed."""
 
@@ -294,6 +349,7 @@ def _print_result(result: RunResult) -> None:
     out.print(table)
     _print_incremental(result.steps)
     _print_load_notes(result.steps)
+    _print_checks(result.steps)
 
 
 def _print_load_notes(steps: list[StepRecord]) -> None:
@@ -502,6 +558,39 @@ def runs_show(
         )
     out.print(table)
     _print_incremental(steps)
+    _print_load_notes(steps)
+    _print_checks(steps)
+
+
+def _print_checks(steps: list[StepRecord]) -> None:
+    """Each quality step's check results and its table's quality score."""
+    for s in steps:
+        results = s.details.get("checks")
+        if not results:
+            continue
+        table = _table(
+            f"{s.step_id}: {s.details.get('table')} — quality score "
+            f"{s.details.get('quality_score')}",
+            "check",
+            "severity",
+            "status",
+            "failing>",
+            "checked>",
+            "observed",
+            "message",
+        )
+        for r in results:
+            observed = r.get("observed")
+            table.add_row(
+                escape(r["name"]),
+                r["severity"],
+                _status(r["status"]),
+                _n(r.get("failing_rows")),
+                _n(r.get("rows_checked")),
+                escape("" if observed is None else str(observed))[:40],
+                escape(r.get("message") or ""),
+            )
+        out.print(table)
 
 
 # --------------------------------------------------------------------------- state

@@ -560,8 +560,10 @@ def _cross_check(data: dict[str, Any], connections: _Connections, report: _Repor
             )
         if isinstance(step_id, str):
             seen.setdefault(step_id, index)
-        if step.get("type") in STEP_TYPES:
+        if step.get("type") == "sync":
             _check_sync(connections, step, ("steps", index), report)
+        elif step.get("type") == "quality":
+            _check_quality(connections, step, ("steps", index), report)
 
 
 def _check_sync(connections: _Connections, step: dict[str, Any], loc: Loc, report: _Report) -> None:
@@ -611,6 +613,25 @@ def _check_sync(connections: _Connections, step: dict[str, Any], loc: Loc, repor
         if isinstance(spec, DestinationSpec):
             _check_write_mode(spec, conn, where, report)
             _check_incremental(step, spec, conn, loc, report)
+
+
+#: connection types whose tables quality checks run in
+WAREHOUSES = ("bigquery", "duckdb", "postgres")
+
+
+def _check_quality(
+    connections: _Connections, step: dict[str, Any], loc: Loc, report: _Report
+) -> None:
+    name = step.get("connection")
+    if not isinstance(name, str):
+        return  # reported by the model validation
+    conn = _connection(connections, name, (*loc, "connection"), report)
+    if conn is not None and conn.kind not in WAREHOUSES:
+        report.add(
+            (*loc, "connection"),
+            f"quality checks run in a warehouse; '{name}' is {conn.kind}",
+            f"point 'connection' at a {', '.join(WAREHOUSES)} connection",
+        )
 
 
 def _check_incremental(

@@ -230,9 +230,127 @@ class SyncStep(Model):
         return [self.source] if self.source is not None else list(self.sources or [])
 
 
-Step = Annotated[SyncStep, Field(discriminator="type")]
+CheckKind = Literal[
+    "not_null",
+    "unique",
+    "between",
+    "accepted_values",
+    "regex",
+    "row_count",
+    "freshness",
+    "schema",
+    "custom_sql",
+]
+#: expectation names (Great Expectations style, as the Convergence configs use them)
+CHECK_ALIASES: dict[str, str] = {
+    "expect_column_values_to_not_be_null": "not_null",
+    "expect_column_values_to_be_unique": "unique",
+    "expect_column_values_to_be_between": "between",
+    "expect_column_values_to_be_in_set": "accepted_values",
+    "expect_column_values_to_match_regex": "regex",
+    "expect_table_row_count_to_be_between": "row_count",
+}
+#: what each check needs, beyond 'check'
+CHECK_NEEDS: dict[str, tuple[str, ...]] = {
+    "not_null": ("column",),
+    "unique": ("columns",),
+    "between": ("column",),
+    "accepted_values": ("column", "values"),
+    "regex": ("column", "pattern"),
+    "row_count": (),
+    "freshness": ("column", "max_age"),
+    "schema": ("expected",),
+    "custom_sql": ("sql",),
+}
 
-STEP_TYPES = ("sync",)
+
+class CheckSpec(Model):
+    """One data-quality check, run as SQL where the table lives."""
+
+    check: CheckKind
+    """What to check; expectation names (expect_column_values_to_not_be_null, ...) work too."""
+    name: str | None = None
+    """Name in results (default: check and column)."""
+    column: str | None = None
+    columns: list[str] | None = None
+    """Key columns of a 'unique' check (or give 'column')."""
+    min: float | int | None = None
+    max: float | int | None = None
+    inclusive: bool = True
+    """'between' and 'row_count' bounds include min and max."""
+    values: list[str | int | float | bool] | None = None
+    """'accepted_values': the values a column may hold (NULL passes)."""
+    pattern: str | None = None
+    """'regex': the pattern every non-NULL value must match."""
+    max_age: str | None = None
+    """'freshness': how old the newest value may be ('1d', '6h')."""
+    expected: dict[str, str] | None = None
+    """'schema': expected columns and types ({id: int64, email: string})."""
+    sql: str | None = None
+    """'custom_sql': a query returning the failing rows, or one number (0 passes)."""
+    filter: str | None = None
+    """Check only the rows matching this SQL condition."""
+    severity: Literal["critical", "warning"] = "critical"
+    """critical: a failure stops the pipeline; warning: it is recorded and the run goes on."""
+    max_failures: int = Field(default=0, ge=0)
+    """Failing rows allowed before the check fails."""
+    max_failure_percent: float | None = Field(default=None, ge=0, le=100)
+    """Failing rows allowed, as a percentage of the rows checked."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "type" in data and "check" not in data:
+            data["check"] = data.pop("type")
+        if isinstance(data.get("check"), str):
+            data["check"] = CHECK_ALIASES.get(data["check"], data["check"])
+        for long, short in (("min_value", "min"), ("max_value", "max")):
+            if long in data and short not in data:
+                data[short] = data.pop(long)
+        if data.get("check") == "unique" and "column" in data and "columns" not in data:
+            data["columns"] = [data.pop("column")]
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> CheckSpec:
+        missing = [k for k in CHECK_NEEDS[self.check] if getattr(self, k) in (None, [], {})]
+        if missing:
+            raise ValueError(f"a {self.check} check needs {' and '.join(missing)}")
+        if self.check == "between" and self.min is None and self.max is None:
+            raise ValueError("a between check needs min or max")
+        if self.max_age is not None:
+            duration_seconds(self.max_age)
+        return self
+
+    @property
+    def label(self) -> str:
+        target = self.column or ",".join(self.columns or [])
+        return self.name or (f"{self.check}({target})" if target else self.check)
+
+
+class QualityStep(Model):
+    """Run data-quality checks on a table where it lives (DuckDB, PostgreSQL, BigQuery)."""
+
+    step_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=128)]
+    type: Literal["quality"]
+    name: str | None = None
+    description: str = ""
+    variables: dict[str, Scalar] = Field(default_factory=dict)
+    connection: str
+    """The warehouse connection holding the table."""
+    table: str
+    """The table to check ('schema.table', or 'dataset.table' on BigQuery)."""
+    checks: list[CheckSpec] = Field(min_length=1)
+    sample_size: int = Field(default=5, ge=0, le=100)
+    """Failing rows kept with each result."""
+
+
+Step = Annotated[SyncStep | QualityStep, Field(discriminator="type")]
+
+STEP_TYPES = ("sync", "quality")
 
 
 class Pipeline(Model):

@@ -1145,3 +1145,10 @@ def open_destination(
     conn: BigQueryConnection, spec: DestinationSpec, resources: RunResources
 ) -> BigQueryDestination:
     return BigQueryDestination(conn, spec, resources)
+
+
+def query(conn: BigQueryConnection, resources: RunResources, sql: str) -> pa.Table:
+    """Run one query job (quality checks) and return its rows, read over REST."""
+    job = client(conn, resources).query(sql, retry=_retry(conn), timeout=conn.timeout)
+    table: pa.Table = job.to_arrow(create_bqstorage_client=False)
+    return table

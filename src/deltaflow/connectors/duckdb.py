@@ -553,3 +553,13 @@ def open_destination(
 ) -> DuckDBDestination:
     assert spec.table is not None
     return DuckDBDestination(connect(conn, resources), spec.table)
+
+
+def query(conn: DuckDBConnection, resources: RunResources, sql: str) -> pa.Table:
+    """Run one read-only query (quality checks) and return its rows."""
+    cursor = connect(conn, resources).cursor()
+    try:
+        table: pa.Table = cursor.execute(sql).to_arrow_table()
+    finally:
+        cursor.close()
+    return table

@@ -878,3 +878,14 @@ def open_destination(
     conn: PostgresConnection, spec: DestinationSpec, resources: RunResources
 ) -> PostgresDestination:
     return PostgresDestination(conn, spec)
+
+
+def query(conn: PostgresConnection, resources: RunResources, sql: str) -> pa.Table:
+    """Run one read-only query (quality checks) and return its rows."""
+    with closing(connect(conn)) as db, closing(db.cursor()) as cur:
+        try:
+            cur.execute(sql)
+            table: pa.Table = cur.fetch_arrow_table()
+        finally:
+            db.rollback()
+    return table

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deltaflow.config.loader import LoadedPipeline, RunContext
-from deltaflow.config.models import SyncStep
+from deltaflow.config.models import QualityStep, SyncStep
 from deltaflow.config.secrets import redact
 from deltaflow.connectors.base import RunResources
 from deltaflow.errors import ConfigError, DeltaFlowError, StepFailedError, did_you_mean
@@ -24,7 +24,16 @@ StepRunner = Callable[[Any, LoadedPipeline, RunResources, Observer | None], Sync
 #: step type -> the function that runs it
 STEP_RUNNERS: dict[str, StepRunner] = {
     "sync": lambda step, loaded, res, obs: run_sync(step, loaded.pipeline, res, obs),
+    "quality": lambda step, loaded, res, obs: _run_quality(step, loaded, res),
 }
+AnyStep = SyncStep | QualityStep
+
+
+def _run_quality(step: QualityStep, loaded: LoadedPipeline, resources: RunResources) -> SyncOutcome:
+    from deltaflow.quality.checks import run_quality
+
+    details = run_quality(step, loaded.pipeline, resources)
+    return SyncOutcome(step.table, step.table, "", details=details)
 
 
 @dataclass
@@ -98,7 +107,7 @@ def _classify(exc: BaseException) -> DeltaFlowError:
     )
 
 
-def select_steps(steps: Sequence[SyncStep], only: Sequence[str]) -> list[SyncStep]:
+def select_steps(steps: Sequence[AnyStep], only: Sequence[str]) -> list[AnyStep]:
     if not only:
         return list(steps)
     ids = [s.step_id for s in steps]
@@ -111,7 +120,7 @@ def select_steps(steps: Sequence[SyncStep], only: Sequence[str]) -> list[SyncSte
     return [s for s in steps if s.step_id in only]
 
 
-def _start_step(step: SyncStep, position: int, run_id: str, store: RunStore) -> StepRecord:
+def _start_step(step: AnyStep, position: int, run_id: str, store: RunStore) -> StepRecord:
     record = StepRecord(
         run_id,
         step.step_id,
@@ -119,7 +128,7 @@ def _start_step(step: SyncStep, position: int, run_id: str, store: RunStore) -> 
         "running",
         position,
         started_at=_now(),
-        write_mode=step.destination.write_mode,
+        write_mode=step.destination.write_mode if isinstance(step, SyncStep) else None,
     )
     store.save_step(record)
     return record
@@ -127,7 +136,7 @@ def _start_step(step: SyncStep, position: int, run_id: str, store: RunStore) -> 
 
 def _run_step(
     record: StepRecord,
-    step: SyncStep,
+    step: AnyStep,
     loaded: LoadedPipeline,
     resources: RunResources,
     observer: Observer | None,
@@ -151,6 +160,7 @@ def _run_step(
             raise KeyboardInterrupt from exc
         if not isinstance(exc, DeltaFlowError):
             log.debug("step %s failed", step.step_id, exc_info=True)
+        record.details = getattr(exc, "details", record.details)  # e.g. every check's result
         error = _classify(exc)
     _end_step(record, "failed" if error else "succeeded", error, started, store)
     return error
@@ -170,7 +180,7 @@ def _end_step(
     store.save_step(record)
 
 
-def _finish(result: RunResult, steps: Sequence[SyncStep], started: float, store: RunStore) -> None:
+def _finish(result: RunResult, steps: Sequence[AnyStep], started: float, store: RunStore) -> None:
     run = result.run
     done = {s.step_id for s in result.steps}
     for position, step in enumerate(steps):

@@ -29,7 +29,11 @@ class StepState:
 def incremental_steps(loaded: LoadedPipeline, only: Sequence[str] = ()) -> list[SyncStep]:
     from deltaflow.orchestration.runner import select_steps
 
-    steps = [s for s in select_steps(loaded.pipeline.steps, only) if s.incremental]
+    steps = [
+        s
+        for s in select_steps(loaded.pipeline.steps, only)
+        if isinstance(s, SyncStep) and s.incremental
+    ]
     if not steps:
         raise ConfigError(
             f"pipeline {loaded.pipeline.pipeline_id} has no incremental step"

@@ -1,0 +1,1 @@
+"""Data quality: checks pushed down to the warehouse (``checks``)."""

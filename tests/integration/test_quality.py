@@ -1,0 +1,234 @@
+"""Quality checks pushed down to DuckDB and PostgreSQL: every check type on rows that
+pass and on rows that fail, and what a critical or a warning failure does to a run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+
+from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
+from deltaflow.orchestration.runner import RunResult
+
+NOW = dt.datetime.now(dt.UTC)
+OLD = NOW - dt.timedelta(days=3)
+# ids 1-2 are clean; 3-4 break one rule or another
+ROWS = [
+    (1, "a@x.io", "paid", 10.0, NOW),
+    (2, "b@x.io", "new", 20.0, NOW),
+    (3, None, "paid", 5.0, OLD),
+    (3, "c@x.io", "lost", -5.0, OLD),
+    (4, "not-an-email", "new", 1000.0, OLD),
+]
+CLEAN = "id <= 2"
+
+#: (check, expected status, failing rows) — each rule once on clean rows, once on all
+CASES: list[tuple[str, str, int | None]] = [
+    ("{check: not_null, column: email, filter: 'id <= 2'}", "passed", 0),
+    ("{check: not_null, column: email}", "warned", 1),
+    ("{check: unique, columns: [id], filter: 'id <= 2'}", "passed", 0),
+    ("{check: unique, column: id}", "warned", 2),
+    ("{check: between, column: total, min: 0, max: 100, filter: 'id <= 2'}", "passed", 0),
+    ("{check: between, column: total, min: 0, max: 100}", "warned", 2),
+    (
+        "{check: accepted_values, column: status, values: [paid, new], filter: 'id <= 2'}",
+        "passed",
+        0,
+    ),
+    ("{check: accepted_values, column: status, values: [paid, new]}", "warned", 1),
+    ("{check: regex, column: email, pattern: '^[^@]+@[^@]+$', filter: 'id <= 2'}", "passed", 0),
+    ("{check: regex, column: email, pattern: '^[^@]+@[^@]+$'}", "warned", 1),
+    ("{check: row_count, min: 1, max: 2, filter: 'id <= 2'}", "passed", None),
+    ("{type: expect_table_row_count_to_be_between, min_value: 1, max_value: 2}", "warned", None),
+    ("{check: freshness, column: updated_at, max_age: 1d, filter: 'id <= 2'}", "passed", None),
+    ("{check: freshness, column: updated_at, max_age: 1d, filter: 'id >= 3'}", "warned", None),
+    ("{check: schema, expected: {id: int64, email: string, total: float64}}", "passed", None),
+    ("{check: schema, expected: {email: int64, nope: string}}", "warned", None),
+    ("{check: custom_sql, sql: 'SELECT count(*) FROM orders WHERE total > 1000000'}", "passed", 0),
+    ("{check: custom_sql, sql: 'SELECT * FROM orders WHERE total < 0'}", "warned", 1),
+]
+
+
+def make_table(dest: str, tmp_path: Path, dsn: str) -> None:
+    create = (
+        "CREATE TABLE orders (id integer, email text, status text, total double precision, "
+        "updated_at timestamptz)"
+    )
+    if dest == "duckdb":
+        with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
+            con.execute(create)
+            con.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?)", ROWS)
+    else:
+        with psycopg.connect(dsn, autocommit=True) as con:
+            con.execute(create)
+            con.cursor().executemany("INSERT INTO orders VALUES (%s, %s, %s, %s, %s)", ROWS)
+
+
+def run(tmp_path: Path, dsn: str, steps: str) -> RunResult:
+    path = tmp_path / "pipeline.yml"
+    path.write_text(
+        textwrap.dedent(f"""\
+        pipeline_id: dq
+        connections:
+          wh: {{type: duckdb, path: wh.duckdb}}
+          pg: {{type: postgres, dsn: "{dsn}"}}
+          out: {{type: files}}
+        steps:
+        """)
+        + textwrap.indent(textwrap.dedent(steps), "  ")
+    )
+    return run_pipeline(
+        load_pipeline(path), context=RunContext(), store=RunStore(tmp_path / "runs.db")
+    )
+
+
+@pytest.mark.parametrize("dest", ["duckdb", "pg"])
+def test_every_check_passes_on_clean_rows_and_fails_on_bad_ones(
+    tmp_path: Path, pg_dsn: str, dest: str
+) -> None:
+    make_table(dest, tmp_path, pg_dsn)
+    connection = "wh" if dest == "duckdb" else "pg"
+    table = "orders" if dest == "duckdb" else "public.orders"
+    checks = "".join(f"    - {c[:-1]}, severity: warning}}\n" for c, _, _ in CASES)
+    steps = (
+        textwrap.dedent(f"""\
+        - step_id: dq
+          type: quality
+          connection: {connection}
+          table: {table}
+          checks:
+        """)
+        + checks
+    )
+
+    result = run(tmp_path, pg_dsn, steps)
+
+    assert result.ok, result.error  # warnings only
+    found: list[dict[str, Any]] = result.steps[0].details["checks"]
+    for (check, status, failing), got in zip(CASES, found, strict=True):
+        assert got["status"] == status, f"{check}: {got}"
+        if failing is not None:
+            assert got["failing_rows"] == failing, f"{check}: {got}"
+    by_name = {r["name"]: r for r in found}
+    assert by_name["row_count"]["observed"] in (2, 5)
+    assert found[11]["observed"] == 5  # the row count alias, all rows
+    assert found[15]["message"] == "email is string, expected int64; nope is missing"
+    assert found[1]["sample"][0]["id"] == 3  # the failing row itself
+    assert found[17]["sample"][0]["total"] == -5.0
+    assert 0 < result.steps[0].details["quality_score"] < 100
+
+
+def test_a_critical_failure_stops_the_pipeline_and_a_warning_does_not(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    make_table("duckdb", tmp_path, pg_dsn)
+    warning = """\
+        - step_id: dq
+          type: quality
+          connection: wh
+          table: orders
+          checks:
+            - {check: not_null, column: email, severity: warning}
+        - step_id: export
+          type: sync
+          source: {connection: wh, table: orders}
+          destination: {connection: out, path: export, format: parquet}
+        """
+    warned = run(tmp_path, pg_dsn, warning)
+    assert warned.ok, warned.error
+    assert [s.status for s in warned.steps] == ["succeeded", "succeeded"]
+    assert warned.steps[0].details["checks"][0]["status"] == "warned"
+
+    critical = warning.replace("severity: warning", "severity: critical")
+    failed = run(tmp_path, pg_dsn, critical)
+    assert not failed.ok
+    assert [s.status for s in failed.steps] == ["failed", "skipped"]
+    assert failed.steps[0].error_code == "QUALITY_CHECK_FAILED"
+    assert "not_null(email) (1 of 5 rows fail)" in str(failed.error)
+    stored = RunStore(tmp_path / "runs.db").steps(failed.run.run_id)[0]
+    assert stored.details["checks"][0]["status"] == "failed"  # the results are kept
+
+
+def test_a_check_that_cannot_run_is_errored_and_names_the_problem(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    make_table("pg", tmp_path, pg_dsn)
+    steps = """\
+        - step_id: dq
+          type: quality
+          connection: pg
+          table: public.orders
+          checks:
+            - {check: not_null, column: no_such_column, severity: warning}
+            - {check: row_count, min: 1, filter: "id = ; DROP TABLE orders", severity: warning}
+        """
+    result = run(tmp_path, pg_dsn, steps)
+    assert result.ok
+    first, second = result.steps[0].details["checks"]
+    assert first["status"] == "errored"
+    assert "no_such_column" in first["message"]
+    assert second["status"] == "errored"
+    assert "not a SQL condition" in second["message"]
+    with psycopg.connect(pg_dsn) as con:  # the filter was parsed, never pasted
+        assert con.execute("SELECT count(*) FROM orders").fetchall() == [(5,)]
+
+
+def test_deltaflow_check_runs_only_the_checks_and_runs_show_lists_them(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    make_table("duckdb", tmp_path, pg_dsn)
+    run(
+        tmp_path,
+        pg_dsn,
+        """\
+        - step_id: export
+          type: sync
+          source: {connection: wh, table: orders}
+          destination: {connection: out, path: export, format: parquet}
+        - step_id: dq
+          type: quality
+          connection: wh
+          table: orders
+          checks:
+            - {check: unique, column: id, severity: warning}
+            - {check: not_null, column: email}
+        """,
+    )
+
+    def deltaflow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "deltaflow", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            check=False,
+        )
+
+    checked = deltaflow("check", "pipeline.yml", "--metadata", "runs.db")
+
+    assert checked.returncode == 1, checked.stderr  # the critical not_null fails
+    assert "quality score" in checked.stdout
+    assert "unique(id)" in checked.stdout
+    assert "warned" in checked.stdout
+    assert "not_null(email)" in checked.stdout
+    assert "failed" in checked.stdout
+    assert "QUALITY_CHECK_FAILED" in checked.stderr
+    store = RunStore(tmp_path / "runs.db")
+    runs = store.runs()
+    assert [s.step_id for s in store.steps(runs[0].run_id)] == ["dq"]  # only the checks ran
+    shown = deltaflow("runs", "show", runs[0].run_id, "--metadata", "runs.db")
+    assert "not_null(email)" in shown.stdout
+    assert "1 of 5 rows fail" in shown.stdout
+    none = deltaflow("check", "pipeline.yml", "--step", "export", "--metadata", "runs.db")
+    assert none.returncode == 2
+    assert "quality steps: dq" in none.stderr
