@@ -38,8 +38,14 @@ state_app = typer.Typer(
 runs_app = typer.Typer(
     help="List recent runs, or show one with its steps.", invoke_without_command=True
 )
+quarantine_app = typer.Typer(
+    help="Rows kept out of a load, with their reasons: list, show, replay, purge "
+    "(DuckDB and PostgreSQL destinations).",
+    no_args_is_help=True,
+)
 app.add_typer(runs_app, name="runs")
 app.add_typer(state_app, name="state")
+app.add_typer(quarantine_app, name="quarantine")
 
 # Piped output is not cut to 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -698,6 +704,108 @@ def state_reset(
     except DeltaFlowError as exc:
         raise _fail(exc) from None
     out.print(f"removed {removed} state record(s)")
+
+
+# --------------------------------------------------------------------------- quarantine
+
+StepOption = Annotated[
+    list[str] | None, typer.Option("--step", help="Only this sync step; repeatable.")
+]
+
+
+def _quarantines(pipeline: str, configs: Path | None, steps: list[str] | None) -> Any:
+    import uuid
+
+    from deltaflow.quality import replay
+
+    return replay.quarantines(_loaded(pipeline, configs), steps or [], uuid.uuid4().hex[:16])
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    pipeline: PipelineArgument, step: StepOption = None, configs: ConfigsOption = None
+) -> None:
+    """Quarantined records of each sync step, by reason code."""
+    from deltaflow.quality import replay
+
+    try:
+        found = _quarantines(pipeline, configs, step)
+        table = _table("Quarantine", "step", "table", "reason code", "records>", "oldest", "newest")
+        for q in found:
+            for row in replay.summary(q):
+                table.add_row(
+                    escape(q.step.step_id),
+                    escape(q.table + "__quarantine"),
+                    row["reason_code"],
+                    _n(row["records"]),
+                    row["oldest"][:19],
+                    row["newest"][:19],
+                )
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
+    out.print(table if table.row_count else "nothing in quarantine")
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    pipeline: PipelineArgument,
+    step: StepOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="Records to show, oldest first.")] = 20,
+    configs: ConfigsOption = None,
+) -> None:
+    """The quarantined records themselves: when, why, and the record as JSON."""
+    from deltaflow.quality import replay
+
+    try:
+        for q in _quarantines(pipeline, configs, step):
+            for row in replay.records(q, limit):
+                out.print(
+                    escape(
+                        f"{q.step.step_id} {str(row['quarantined_at'])[:19]} "
+                        f"[{row['reason_code']}] {row['reason']}\n  {row['record']}"
+                    ),
+                    soft_wrap=True,
+                )
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    pipeline: PipelineArgument, step: StepOption = None, configs: ConfigsOption = None
+) -> None:
+    """Load the quarantined records through the step as configured now (e.g. after a
+    rule was relaxed); the ones that load leave the quarantine, the rest are kept."""
+    from deltaflow.quality import replay
+
+    try:
+        for q in _quarantines(pipeline, configs, step):
+            done = replay.replay(q, _loaded(pipeline, configs))
+            out.print(
+                f"{q.step.step_id}: replayed {done['replayed']:,}, loaded {done['loaded']:,}, "
+                f"still quarantined {done['quarantined']:,}"
+            )
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
+
+
+@quarantine_app.command("purge")
+def quarantine_purge(
+    pipeline: PipelineArgument,
+    step: StepOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+    configs: ConfigsOption = None,
+) -> None:
+    """Delete the quarantined records (they are gone for good)."""
+    from deltaflow.quality import replay
+
+    if not yes and not typer.confirm("Delete the quarantined records for good?"):
+        raise typer.Exit(1)
+    try:
+        for q in _quarantines(pipeline, configs, step):
+            out.print(f"{q.step.step_id}: deleted {replay.purge(q):,} records")
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
 
 
 def _status(status: str) -> str:

@@ -4,6 +4,7 @@ pass and on rows that fail, and what a critical or a warning failure does to a r
 from __future__ import annotations
 
 import datetime as dt
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -232,3 +233,93 @@ def test_deltaflow_check_runs_only_the_checks_and_runs_show_lists_them(
     none = deltaflow("check", "pipeline.yml", "--step", "export", "--metadata", "runs.db")
     assert none.returncode == 2
     assert "quality steps: dq" in none.stderr
+
+
+@pytest.mark.parametrize("dest", ["duckdb", "pg"])
+def test_one_percent_bad_rows_are_quarantined_then_replayed_after_the_rule_is_relaxed(
+    tmp_path: Path, pg_dsn: str, dest: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 10_000
+    bad = {i for i in range(n) if i % 100 == 7}  # 1 %
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array(range(n), pa.int64()),
+                "amount": pa.array([-1.5 if i in bad else i * 0.5 for i in range(n)]),
+                "day": pa.array(
+                    [dt.date(2024, 1, 1) + dt.timedelta(days=i % 300) for i in range(n)]
+                ),
+            }
+        ),
+        tmp_path / "orders.parquet",
+    )
+    connection = "wh" if dest == "duckdb" else "pg"
+    sync = f"""\
+        - step_id: load
+          type: sync
+          source: {{connection: out, path: orders.parquet}}
+          destination: {{connection: {connection}, table: orders, write_mode: merge,
+                        primary_key: [id]}}
+          checks:
+            - {{check: between, column: amount, min: 0, action: quarantine}}
+        """
+
+    result = run(tmp_path, pg_dsn, sync)
+
+    assert result.ok, result.error
+    step = result.steps[0]
+    assert (step.rows_read, step.rows_loaded, step.details["quarantined"]) == (n, n - 100, 100)
+    assert step.details["row_checks"] == [
+        {"check": "between(amount)", "action": "quarantine", "failing_rows": 100}
+    ]
+
+    def sql(query: str) -> list[tuple[Any, ...]]:
+        if dest == "duckdb":
+            with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
+                return con.sql(query).fetchall()
+        with psycopg.connect(pg_dsn) as con:
+            return con.execute(query).fetchall()  # type: ignore[arg-type]
+
+    assert sql("SELECT count(*) FROM orders") == [(n - 100,)]
+    held = sql("SELECT reason_code, reason, record FROM orders__quarantine")
+    assert sorted(json.loads(r[2])["id"] for r in held) == sorted(bad)
+    assert {(r[0], r[1]) for r in held} == {
+        ("QUALITY_CHECK", "between(amount): -1.5 fails the check")
+    }
+
+    def deltaflow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "deltaflow", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            check=False,
+        )
+
+    listed = deltaflow("quarantine", "list", "pipeline.yml")
+    assert listed.returncode == 0, listed.stderr
+    assert "QUALITY_CHECK" in listed.stdout
+    assert "100" in listed.stdout
+
+    # Still failing under the same rule: replay keeps them (as new records).
+    kept = deltaflow("quarantine", "replay", "pipeline.yml")
+    assert "replayed 100, loaded 0, still quarantined 100" in kept.stdout, kept.stderr
+    assert sql("SELECT count(*) FROM orders__quarantine") == [(100,)]
+
+    # The rule is relaxed: replay loads them and empties the quarantine.
+    pipeline = tmp_path / "pipeline.yml"
+    pipeline.write_text(pipeline.read_text().replace("min: 0,", "min: -10,"))
+    replayed = deltaflow("quarantine", "replay", "pipeline.yml")
+    assert "replayed 100, loaded 100, still quarantined 0" in replayed.stdout, replayed.stderr
+    assert sql("SELECT count(*), count(DISTINCT id) FROM orders") == [(n, n)]
+    assert sql("SELECT count(*) FROM orders__quarantine") == [(0,)]
+    assert sql("SELECT amount, day FROM orders WHERE id = 7") == [(-1.5, dt.date(2024, 1, 8))]
+    assert "nothing in quarantine" in deltaflow("quarantine", "list", "pipeline.yml").stdout

@@ -214,6 +214,9 @@ class SyncStep(Model):
     resumable: bool = False
     """Load each split in its own transaction, with a record of the splits done, so a
     rerun after a crash reads only the rest (BigQuery sources; append or merge)."""
+    checks: list[RowCheckSpec] = Field(default_factory=list)
+    """Row checks run on the batches before they load (not_null, between,
+    accepted_values, regex), each with an action: quarantine, fail or warn."""
     parse_dates: dict[str, str] = Field(default_factory=dict)
     """Text (or integer) columns holding dates, parsed to DATE with a strptime format:
     {filing_date: '%Y%m%d'}. An empty string is NULL; a value that does not parse stops
@@ -331,6 +334,14 @@ class CheckSpec(Model):
         return self.name or (f"{self.check}({target})" if target else self.check)
 
 
+class RowCheckSpec(CheckSpec):
+    """A row check on a sync's batches, before they load."""
+
+    action: Literal["quarantine", "fail", "warn"] = "quarantine"
+    """quarantine: failing rows go to the quarantine table, the rest load; fail: stop the
+    step; warn: count them and load them."""
+
+
 class QualityStep(Model):
     """Run data-quality checks on a table where it lives (DuckDB, PostgreSQL, BigQuery)."""
 
@@ -363,3 +374,6 @@ class Pipeline(Model):
     """Pipeline variables, usable as {name} in any string."""
     connections: dict[str, Connection] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
+
+
+SyncStep.model_rebuild()

@@ -563,3 +563,12 @@ def query(conn: DuckDBConnection, resources: RunResources, sql: str) -> pa.Table
     finally:
         cursor.close()
     return table
+
+
+def execute(conn: DuckDBConnection, resources: RunResources, sql: str) -> None:
+    """Run one statement that changes data (quarantine purge and replay), committed."""
+    cursor = connect(conn, resources).cursor()
+    try:
+        cursor.execute(sql)
+    finally:
+        cursor.close()

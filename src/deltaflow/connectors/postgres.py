@@ -889,3 +889,10 @@ def query(conn: PostgresConnection, resources: RunResources, sql: str) -> pa.Tab
         finally:
             db.rollback()
     return table
+
+
+def execute(conn: PostgresConnection, resources: RunResources, sql: str) -> None:
+    """Run one statement that changes data (quarantine purge and replay), committed."""
+    with closing(connect(conn)) as db, closing(db.cursor()) as cur:
+        cur.execute(sql)
+        db.commit()

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from deltaflow.config.connections import WriteMode
     from deltaflow.config.models import IncrementalSpec, Pipeline, SourceSpec, SyncStep
     from deltaflow.connectors.base import Destination, RunResources, Source
+    from deltaflow.quality.inflight import RowChecks
 
 
 log = logging.getLogger("deltaflow.sync")
@@ -111,13 +112,28 @@ def run_sync(
         observer.rows_read(stream, batch.num_rows)
 
     target = schema.to_arrow()
+    checks = None
+    if step.checks:
+        from deltaflow.quality.inflight import RowChecks
+
+        checks = RowChecks(list(step.checks), resources.run_id, stream)
+        checks.prepare(schema.names)
     if step.resumable:
         result, unconverted = _load_split_by_split(
-            step, pipeline, parts, destination, resources, target, write_mode, primary_key, count
+            step,
+            pipeline,
+            parts,
+            destination,
+            resources,
+            target,
+            write_mode,
+            primary_key,
+            count,
+            checks,
         )
         outcome.rows_read += unconverted
         observer.stream_finished(stream)
-        return _finish(outcome, result, parts)
+        return _finish(outcome, result, parts, checks)
 
     combined = _Combined(parts)
     splits = combined.splits()
@@ -136,16 +152,22 @@ def run_sync(
     if limited and increments:
         log.warning("%s: a limited run reads a sample and does not move the watermark", stream)
     commit_state = states if increments and not limited else None
-    rejected = _Rejected(parts, resources.run_id)
+    rejected = _Rejected(parts, resources.run_id, checks)
     try:
-        conformed = (_conform(_parse_dates(b, step.parse_dates), target) for b in batches)
+        conformed = (
+            _checked(_conform(_parse_dates(b, step.parse_dates), target), checks) for b in batches
+        )
         reader = pa.RecordBatchReader.from_batches(target, _with_crash_points(conformed))
         result = destination.load(reader, write_mode, primary_key, commit_state, rejected)
     finally:
         batches.close()
         observer.stream_finished(stream)
     outcome.rows_read += rejected.count
-    return _finish(outcome, result, parts)
+    return _finish(outcome, result, parts, checks)
+
+
+def _checked(batch: pa.RecordBatch, checks: RowChecks | None) -> pa.RecordBatch:
+    return batch if checks is None else checks.apply(batch)
 
 
 @dataclass
@@ -155,29 +177,38 @@ class _Rejected:
 
     parts: list[_Part]
     run_id: str
+    checks: RowChecks | None = None
     count: int = 0
+    """Rows the sources left out (never counted as read)."""
 
     def __call__(self) -> pa.Table | None:
         import pyarrow as pa
 
         tables = []
+        failed = self.checks.take() if self.checks is not None else None
         for part in self.parts:
             take = getattr(part.source, "take_rejected", None)
             table = take(self.run_id) if take is not None else None
             if table is not None:
                 tables.append(table)
-        if not tables:
-            return None
-        records = pa.concat_tables(tables)
-        self.count += records.num_rows
-        return records
+        records = pa.concat_tables(tables) if tables else None
+        if records is not None:
+            self.count += records.num_rows
+        if failed is None:
+            return records
+        return failed if records is None else pa.concat_tables([records, failed])
 
 
-def _finish(outcome: SyncOutcome, result: LoadResult, parts: list[_Part]) -> SyncOutcome:
-    """The outcome with the load's figures and the incremental summaries, reconciled."""
+def _finish(
+    outcome: SyncOutcome, result: LoadResult, parts: list[_Part], checks: RowChecks | None
+) -> SyncOutcome:
+    """The outcome with the load's figures, the row checks' and incremental summaries,
+    reconciled."""
     increments = [p.incremental for p in parts if p.incremental is not None]
     outcome.rows_loaded, outcome.table_rows = result.rows_loaded, result.table_rows
     outcome.details = dict(result.details)
+    if checks is not None:
+        outcome.details["row_checks"] = checks.summary()
     outcome.rows_quarantined = result.rows_quarantined
     if result.rows_quarantined:
         outcome.details["quarantined"] = result.rows_quarantined
@@ -203,6 +234,7 @@ def _load_split_by_split(
     write_mode: WriteMode,
     primary_key: tuple[str, ...],
     count: Callable[[pa.RecordBatch], None],
+    checks: RowChecks | None = None,
 ) -> tuple[LoadResult, int]:
     """``resumable``: load each split in its own transaction, committing with it the list
     of splits done, so a rerun after a crash reads only the splits not yet loaded. The
@@ -230,7 +262,7 @@ def _load_split_by_split(
             for batch in source.read(split):
                 batch = part.take(batch)
                 count(batch)
-                yield _conform(_parse_dates(batch, step.parse_dates), target)
+                yield _checked(_conform(_parse_dates(batch, step.parse_dates), target), checks)
 
         finished = tuple(sorted(done | {str(split.index)}, key=int))
         record = StateRecord(key, "splits", token, finished, resources.run_id)
@@ -239,7 +271,7 @@ def _load_split_by_split(
             return [record]
 
         reader = pa.RecordBatchReader.from_batches(target, batches())
-        rejected = _Rejected(parts, resources.run_id)
+        rejected = _Rejected(parts, resources.run_id, checks)
         result = destination.load(reader, write_mode, primary_key, progress, rejected)
         unconverted += rejected.count
         done.add(str(split.index))
