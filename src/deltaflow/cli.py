@@ -16,7 +16,7 @@ from rich.table import Table
 
 from deltaflow import __version__
 from deltaflow.config.secrets import redact
-from deltaflow.errors import DeltaFlowError
+from deltaflow.errors import ConfigError, DeltaFlowError
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -704,6 +704,81 @@ def state_reset(
     except DeltaFlowError as exc:
         raise _fail(exc) from None
     out.print(f"removed {removed} state record(s)")
+
+
+# --------------------------------------------------------------------------- reconcile
+
+
+@app.command()
+def reconcile(
+    pipeline: PipelineArgument,
+    step: Annotated[str, typer.Option("--step", help="The sync step whose tables to compare.")],
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", help="Key column; repeatable \\[default: the step's primary_key]."),
+    ] = None,
+    buckets: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Hashed key ranges compared first.")
+    ] = 1024,
+    partition_column: Annotated[
+        str | None,
+        typer.Option(help="Date column whose latest value goes into the record."),
+    ] = None,
+    recon_table: Annotated[
+        str,
+        typer.Option(help="Table in the destination's warehouse the record is appended to."),
+    ] = "_deltaflow_reconciliation",
+    run_date: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"], help="Scheduled date \\[default: today, UTC].", show_default=False
+        ),
+    ] = None,
+    configs: ConfigsOption = None,
+) -> None:
+    """Compare a sync step's source and destination tables by count and by hashed ranges
+    of the key, name the keys missing or changed, and record the result.
+
+    Exits 1 when the tables differ.
+    """
+    import uuid
+
+    from deltaflow.quality import reconcile as rc
+
+    try:
+        loaded = _loaded(pipeline, configs)
+        sync, source, target = rc.sides(loaded, step, uuid.uuid4().hex[:16])
+        keys = list(key or sync.destination.primary_key)
+        if not keys:
+            raise ConfigError(
+                f"step '{step}' has no primary_key to compare rows by",
+                hint="pass --key COLUMN (repeatable)",
+            )
+        compared = [c for c in source.columns() if c in set(target.columns())]
+        result = rc.reconcile(source, target, keys, compared, buckets)
+        day = run_date.date() if run_date else dt.datetime.now(dt.UTC).date()
+        row = rc.record(result, loaded, sync, source, target, day, partition_column)
+        written = rc.write_record(target, row, recon_table)
+        source.resources.close()
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
+    out.print(
+        f"{source.table} -> {target.table}: {row['rcncln_exact_pass_in']} "
+        f"({_n(result.source_rows)} rows in the source, {_n(result.target_rows)} in the "
+        f"destination; {result.differing_buckets} of {result.buckets} key ranges differ; "
+        f"{result.seconds:.2f} s)"
+    )
+    for label, found in (
+        ("missing in the destination", result.missing_in_target),
+        ("missing in the source", result.missing_in_source),
+        ("changed", result.changed),
+    ):
+        if found:
+            shown = ", ".join(found[:20]) + (" ..." if len(found) > 20 else "")
+            out.print(escape(f"{label} ({len(found):,}): {shown}"), soft_wrap=True)
+    out.print(f"record appended to {written}")
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- quarantine
