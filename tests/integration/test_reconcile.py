@@ -107,3 +107,30 @@ def test_reconcile_names_the_keys_that_differ_and_records_the_result(
     assert records[1][3] == "rec/orders"
     assert records[1][4:6] == (2001, 1999)
     assert records[1][6] == "2024-01-30"
+
+
+def test_a_text_key_is_compared_by_hashed_ranges(tmp_path: Path, pg_dsn: str) -> None:
+    from deltaflow.config.connections import DuckDBConnection
+    from deltaflow.connectors.base import RunResources
+    from deltaflow.quality.reconcile import Side, reconcile
+
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
+        con.execute(
+            "CREATE TABLE a AS SELECT 'k' || g AS code, g AS n FROM generate_series(1, 5000) t(g)"
+        )
+        con.execute("CREATE TABLE b AS SELECT * FROM a")
+        con.execute("UPDATE b SET n = -1 WHERE code = 'k4321'")
+        con.execute("DELETE FROM b WHERE code = 'k17'")
+    conn = DuckDBConnection.model_validate({"type": "duckdb", "path": str(tmp_path / "wh.duckdb")})
+    resources = RunResources(tmp_path, "r")
+    a, b = Side(conn, "a", resources), Side(conn, "b", resources)
+    columns = a.columns()
+    b.columns()
+
+    result = reconcile(a, b, ["code"], columns, buckets=64)
+
+    resources.close()
+    assert (result.source_rows, result.target_rows, result.buckets) == (5000, 4999, 64)
+    assert result.changed == ["k4321"]
+    assert result.missing_in_target == ["k17"]
+    assert not result.passed

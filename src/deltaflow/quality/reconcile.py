@@ -1,9 +1,10 @@
 """Reconcile a sync step's source and destination tables, row by row, without moving them.
 
 Both sides are compared by count, then by hashed ranges of the primary key: every row
-is put in one of ``buckets`` ranges by a hash of its key and fingerprinted by the md5
-of its values as text; each side returns one (rows, sum of fingerprints) per range,
-computed where the table lives. Only the ranges that differ are read again, key by key,
+is put in one of ``buckets`` ranges of its key (by value for a single integer key, else
+by a hash of the key) and fingerprinted by the md5 of its values as text; each side
+returns one (rows, sum of fingerprints) per range, computed where the table lives, both
+sides at once. Only the ranges that differ are read again, key by key,
 to name the keys missing on either side or changed. A single changed row among a
 million is found in two passes over each table.
 
@@ -167,53 +168,92 @@ def reconcile(
     source: Side, target: Side, key: list[str], columns: list[str], buckets: int = 1024
 ) -> Reconciliation:
     """Compare the two tables by count and hashed key ranges, then key by key where the
-    ranges differ. ``columns`` are the ones compared (key included)."""
+    ranges differ. ``columns`` are the ones compared (key included). Both sides run at
+    the same time."""
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     started = time.monotonic()
-    left, right = _ranges(source, key, columns, buckets), _ranges(target, key, columns, buckets)
-    differing = sorted(b for b in left.keys() | right.keys() if left.get(b) != right.get(b))
-    result = Reconciliation(
-        sum(n for n, _ in left.values()),
-        sum(n for n, _ in right.values()),
-        buckets,
-        len(differing),
-    )
-    if differing:
-        a, b = (
-            _rows(source, key, columns, buckets, differing),
-            _rows(target, key, columns, buckets, differing),
+    ranges = _Ranges.plan(source, target, key, buckets)
+    with ThreadPoolExecutor(2, thread_name_prefix="deltaflow-reconcile") as pool:
+        left, right = pool.map(lambda side: ranges.summarise(side, columns), (source, target))
+        differing = sorted(b for b in left.keys() | right.keys() if left.get(b) != right.get(b))
+        result = Reconciliation(
+            sum(n for n, _ in left.values()),
+            sum(n for n, _ in right.values()),
+            ranges.count,
+            len(differing),
         )
-        result.missing_in_target = sorted(set(a) - set(b))
-        result.missing_in_source = sorted(set(b) - set(a))
-        result.changed = sorted(k for k in set(a) & set(b) if a[k] != b[k])
+        if differing:
+            a, b = pool.map(lambda side: ranges.rows(side, columns, differing), (source, target))
+            result.missing_in_target = sorted(set(a) - set(b))
+            result.missing_in_source = sorted(set(b) - set(a))
+            result.changed = sorted(k for k in set(a) & set(b) if a[k] != b[k])
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
 
-def _bucket(side: Side, key: list[str], buckets: int) -> str:
-    return f"({side.hash28(side.row_text(key))} % {buckets})"
+@dataclass
+class _Ranges:
+    """How rows are put into ranges: by the value of a single integer key (so a range
+    is read back through the key's index), else by a hash of the key."""
 
+    key: list[str]
+    count: int
+    low: int | None = None  # integer key: the smallest key on either side
+    width: int = 1
 
-def _ranges(
-    side: Side, key: list[str], columns: list[str], buckets: int
-) -> dict[int, tuple[int, int]]:
-    sql = (
-        f"SELECT b, count(*) AS n, sum(h) AS s FROM (SELECT {_bucket(side, key, buckets)} AS b, "
-        f"{side.hash28(side.row_text(columns))} AS h FROM {side.target}) AS r GROUP BY b"
-    )
-    return {int(r["b"]): (int(r["n"]), int(r["s"])) for r in side.run(sql).to_pylist()}
+    @classmethod
+    def plan(cls, source: Side, target: Side, key: list[str], buckets: int) -> _Ranges:
+        import pyarrow as pa
 
+        dtype = source.types.get(key[0]) if len(key) == 1 else None
+        if dtype is None or not pa.types.is_integer(dtype):
+            return cls(key, buckets)
+        name = quote_double(key[0])
+        bounds = [
+            side.run(f"SELECT min({name}) AS lo, max({name}) AS hi FROM {side.target}").to_pylist()[
+                0
+            ]
+            for side in (source, target)
+        ]
+        lows = [b["lo"] for b in bounds if b["lo"] is not None]
+        highs = [b["hi"] for b in bounds if b["hi"] is not None]
+        if not lows:
+            return cls(key, 1, 0, 1)
+        low, high = min(lows), max(highs)
+        width = max(1, -(-(high - low + 1) // buckets))
+        return cls(key, -(-(high - low + 1) // width), low, width)
 
-def _rows(
-    side: Side, key: list[str], columns: list[str], buckets: int, wanted: list[int]
-) -> dict[str, str]:
-    listed = ", ".join(str(b) for b in wanted)
-    sql = (
-        f"SELECT {side.row_text(key)} AS k, md5({side.row_text(columns)}) AS h "
-        f"FROM {side.target} WHERE {_bucket(side, key, buckets)} IN ({listed})"
-    )
-    return {str(r["k"]): str(r["h"]) for r in side.run(sql).to_pylist()}
+    def bucket(self, side: Side) -> str:
+        if self.low is None:
+            return f"({side.hash28(side.row_text(self.key))} % {self.count})"
+        divide = "//" if side.kind == "duckdb" else "/"  # integer division on both
+        return f"(({quote_double(self.key[0])} - {self.low}) {divide} {self.width})"
+
+    def within(self, side: Side, wanted: list[int]) -> str:
+        if self.low is None:
+            return f"{self.bucket(side)} IN ({', '.join(str(b) for b in wanted)})"
+        name = quote_double(self.key[0])
+        spans = [
+            f"{name} BETWEEN {self.low + b * self.width} AND {self.low + (b + 1) * self.width - 1}"
+            for b in wanted
+        ]
+        return "(" + " OR ".join(spans) + ")"
+
+    def summarise(self, side: Side, columns: list[str]) -> dict[int, tuple[int, int]]:
+        sql = (
+            f"SELECT b, count(*) AS n, sum(h) AS s FROM (SELECT {self.bucket(side)} AS b, "
+            f"{side.hash28(side.row_text(columns))} AS h FROM {side.target}) AS r GROUP BY b"
+        )
+        return {int(r["b"]): (int(r["n"]), int(r["s"])) for r in side.run(sql).to_pylist()}
+
+    def rows(self, side: Side, columns: list[str], wanted: list[int]) -> dict[str, str]:
+        sql = (
+            f"SELECT {side.row_text(self.key)} AS k, md5({side.row_text(columns)}) AS h "
+            f"FROM {side.target} WHERE {self.within(side, wanted)}"
+        )
+        return {str(r["k"]): str(r["h"]) for r in side.run(sql).to_pylist()}
 
 
 def record(
