@@ -309,6 +309,10 @@ def test_one_percent_bad_rows_are_quarantined_then_replayed_after_the_rule_is_re
     assert "QUALITY_CHECK" in listed.stdout
     assert "100" in listed.stdout
 
+    shown = deltaflow("quarantine", "show", "pipeline.yml", "--limit", "2")
+    assert shown.stdout.count("[QUALITY_CHECK] between(amount): -1.5 fails the check") == 2
+    assert '"id": 7' in shown.stdout
+
     # Still failing under the same rule: replay keeps them (as new records).
     kept = deltaflow("quarantine", "replay", "pipeline.yml")
     assert "replayed 100, loaded 0, still quarantined 100" in kept.stdout, kept.stderr
@@ -323,3 +327,43 @@ def test_one_percent_bad_rows_are_quarantined_then_replayed_after_the_rule_is_re
     assert sql("SELECT count(*) FROM orders__quarantine") == [(0,)]
     assert sql("SELECT amount, day FROM orders WHERE id = 7") == [(-1.5, dt.date(2024, 1, 8))]
     assert "nothing in quarantine" in deltaflow("quarantine", "list", "pipeline.yml").stdout
+
+
+def test_purge_asks_first_and_then_deletes_the_records(tmp_path: Path, pg_dsn: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    make_table("duckdb", tmp_path, pg_dsn)
+    result = run(
+        tmp_path,
+        pg_dsn,
+        """\
+        - step_id: copy
+          type: sync
+          source: {connection: wh, table: orders}
+          destination: {connection: wh, table: orders_copy}
+          checks:
+            - {check: not_null, column: email}
+        """,
+    )
+    assert result.steps[0].details["quarantined"] == 1
+
+    def purge(*args: str, answer: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "deltaflow", "quarantine", "purge", "pipeline.yml", *args],
+            cwd=tmp_path,
+            input=answer,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            check=False,
+        )
+
+    assert purge(answer="n\n").returncode == 1
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
+        assert con.sql("SELECT count(*) FROM orders_copy__quarantine").fetchall() == [(1,)]
+    done = purge("--yes")
+    assert "copy: deleted 1 records" in done.stdout, done.stderr
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
+        assert con.sql("SELECT count(*) FROM orders_copy__quarantine").fetchall() == [(0,)]

@@ -115,7 +115,8 @@ def _failing(check: RowCheckSpec, column: Any) -> Any:
     if check.check == "accepted_values":
         assert check.values is not None
         allowed = pa.array(list(check.values)).cast(column.type)  # type: ignore[arg-type]
-        return pc.fill_null(pc.invert(pc.is_in(column, value_set=allowed)), False)
+        outside = pc.invert(pc.is_in(column, value_set=allowed))
+        return pc.and_(pc.is_valid(column), pc.fill_null(outside, False))  # NULL passes
     if check.check == "regex":
         assert check.pattern is not None
         return pc.fill_null(pc.invert(pc.match_substring_regex(column, check.pattern)), False)
