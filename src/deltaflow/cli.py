@@ -40,7 +40,7 @@ runs_app = typer.Typer(
 )
 quarantine_app = typer.Typer(
     help="Rows kept out of a load, with their reasons: list, show, replay, purge "
-    "(DuckDB and PostgreSQL destinations).",
+    "(DuckDB, PostgreSQL and BigQuery destinations).",
     no_args_is_help=True,
 )
 app.add_typer(runs_app, name="runs")

@@ -70,7 +70,7 @@ def make_table(dest: str, tmp_path: Path, dsn: str) -> None:
             con.cursor().executemany("INSERT INTO orders VALUES (%s, %s, %s, %s, %s)", ROWS)
 
 
-def run(tmp_path: Path, dsn: str, steps: str) -> RunResult:
+def run(tmp_path: Path, dsn: str, steps: str, connections: str = "") -> RunResult:
     path = tmp_path / "pipeline.yml"
     path.write_text(
         textwrap.dedent(f"""\
@@ -79,8 +79,9 @@ def run(tmp_path: Path, dsn: str, steps: str) -> RunResult:
           wh: {{type: duckdb, path: wh.duckdb}}
           pg: {{type: postgres, dsn: "{dsn}"}}
           out: {{type: files}}
-        steps:
         """)
+        + connections
+        + "steps:\n"
         + textwrap.indent(textwrap.dedent(steps), "  ")
     )
     return run_pipeline(
@@ -367,3 +368,82 @@ def test_purge_asks_first_and_then_deletes_the_records(tmp_path: Path, pg_dsn: s
     assert "copy: deleted 1 records" in done.stdout, done.stderr
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
         assert con.sql("SELECT count(*) FROM orders_copy__quarantine").fetchall() == [(0,)]
+
+
+def test_checks_and_quarantine_on_bigquery(
+    tmp_path: Path, pg_dsn: str, bigquery_emulator: Any, bq_dataset: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array([1, 2, 3, 4], pa.int64()),
+                "email": pa.array(["a@x.io", "b@x.io", None, "nope"]),
+                "total": pa.array([1.0, 2.0, 3.0, -4.0]),
+            }
+        ),
+        tmp_path / "orders.parquet",
+    )
+    bq = (
+        f"  bq: {{type: bigquery, project: {bigquery_emulator.project}, dataset: {bq_dataset}, "
+        f'api_endpoint: "{bigquery_emulator.endpoint}", '
+        f'storage_endpoint: "127.0.0.1:{bigquery_emulator.grpc_port}", timeout: 60}}\n'
+    )
+    steps = """\
+        - step_id: load
+          type: sync
+          source: {connection: out, path: orders.parquet}
+          destination: {connection: bq, table: orders, write_mode: merge, primary_key: [id]}
+          checks:
+            - {check: between, column: total, min: 0}
+        - step_id: dq
+          type: quality
+          connection: bq
+          table: orders
+          checks:
+            - {check: not_null, column: email, severity: warning}
+            - {check: regex, column: email, pattern: '^[^@]+@[^@]+$', severity: warning}
+            - {check: unique, column: id}
+            - {check: row_count, min: 3, max: 3}
+        """
+    path = tmp_path / "pipeline.yml"
+    result = run(tmp_path, pg_dsn, steps, bq)
+    text = path.read_text()
+
+    assert result.ok, result.error
+    assert result.steps[0].details["quarantined"] == 1  # total -4 is held back
+    statuses = [
+        (c["name"], c["status"], c["failing_rows"]) for c in result.steps[1].details["checks"]
+    ]
+    assert statuses == [
+        ("not_null(email)", "warned", 1),
+        ("regex(email)", "passed", 0),
+        ("unique(id)", "passed", 0),
+        ("row_count", "passed", None),
+    ]
+
+    def deltaflow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "deltaflow", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            check=False,
+        )
+
+    path.write_text(text.replace("min: 0}", "min: -10}"))
+    replayed = deltaflow("quarantine", "replay", "pipeline.yml", "--step", "load")
+    assert "load: replayed 1, loaded 1, still quarantined 0" in replayed.stdout, replayed.stderr
+    client = bigquery_emulator.client()
+    table = f"`{bigquery_emulator.project}.{bq_dataset}"
+    counted = client.query(f"SELECT count(*) FROM {table}.orders`").result()
+    assert [tuple(r) for r in counted] == [(4,)]
+    left = client.query(f"SELECT count(*) FROM {table}.orders__quarantine`").result()
+    assert [tuple(r) for r in left] == [(0,)]

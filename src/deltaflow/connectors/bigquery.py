@@ -1152,3 +1152,9 @@ def query(conn: BigQueryConnection, resources: RunResources, sql: str) -> pa.Tab
     job = client(conn, resources).query(sql, retry=_retry(conn), timeout=conn.timeout)
     table: pa.Table = job.to_arrow(create_bqstorage_client=False)
     return table
+
+
+def execute(conn: BigQueryConnection, resources: RunResources, sql: str) -> None:
+    """Run one statement that changes data (quarantine purge and replay)."""
+    job = client(conn, resources).query(sql, retry=_retry(conn), timeout=conn.timeout)
+    job.result(retry=_retry(conn), timeout=conn.timeout)

@@ -86,6 +86,9 @@ def run_quality(step: QualityStep, pipeline: Pipeline, resources: RunResources) 
             f"quality step '{step.step_id}': checks run in a warehouse, not in {conn.kind}",
             hint=f"point 'connection' at one of: {', '.join(DIALECTS)}",
         )
+    dataset = getattr(conn, "dataset", None)
+    if dataset and "." not in step.table:  # BigQuery: a bare name is in the dataset
+        step = step.model_copy(update={"table": f"{dataset}.{step.table}"})
     runner = Warehouse(conn, resources, dialect)
     results = [run_check(check, step, runner) for check in step.checks]
     score = round(sum(r.score for r in results) / len(results), 1)

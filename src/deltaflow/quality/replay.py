@@ -7,6 +7,8 @@ with its write mode; rows that still fail are quarantined again, as new records)
 then deletes the records it replayed. A crash between the load and that delete leaves
 the replayed records in place, so a second replay loads them again: use a merge (it
 absorbs them by key) or check the table before replaying twice into an append.
+
+DuckDB, PostgreSQL and BigQuery destinations are managed.
 """
 
 from __future__ import annotations
@@ -30,8 +32,15 @@ if TYPE_CHECKING:
     from deltaflow.config.connections import ConnectionBase
     from deltaflow.config.loader import LoadedPipeline
 
-#: warehouses whose quarantine tables these commands manage
-MANAGED = {"duckdb": "duckdb", "postgres": "postgres"}
+#: warehouses whose quarantine tables these commands manage, by sqlglot dialect
+MANAGED = {"duckdb": "duckdb", "postgres": "postgres", "bigquery": "bigquery"}
+
+
+def default_schema(conn: ConnectionBase) -> str:
+    """Where a table named without a schema (or dataset) lives."""
+    return {"duckdb": "main", "postgres": "public"}.get(conn.kind) or str(
+        getattr(conn, "dataset", "")
+    )
 
 
 @dataclass
@@ -50,7 +59,7 @@ class Quarantine:
     def name(self) -> exp.Table:
         from sqlglot import exp
 
-        schema, table = split_table(self.table, "main" if self.conn.kind == "duckdb" else "public")
+        schema, table = split_table(self.table, default_schema(self.conn))
         return exp.Table(
             this=exp.to_identifier(table + quarantine.SUFFIX, quoted=True),
             db=exp.to_identifier(schema, quoted=True),
@@ -142,7 +151,7 @@ def purge(q: Quarantine) -> int:
     if not q.exists():
         return 0
     count = q.query(exp.select(exp.func("COUNT", exp.Star()).as_("n")).from_(q.name()))
-    q.execute(exp.delete(q.name()))
+    q.execute(exp.delete(q.name()).where(exp.true()))  # BigQuery wants a WHERE
     return int(count.column(0)[0].as_py())
 
 
@@ -191,7 +200,7 @@ def replay(q: Quarantine, loaded: LoadedPipeline) -> dict[str, int]:
 def _table_schema(q: Quarantine) -> pa.Schema:
     from sqlglot import exp
 
-    schema, table = split_table(q.table, "main" if q.conn.kind == "duckdb" else "public")
+    schema, table = split_table(q.table, default_schema(q.conn))
     name = exp.Table(
         this=exp.to_identifier(table, quoted=True), db=exp.to_identifier(schema, quoted=True)
     )
