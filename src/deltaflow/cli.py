@@ -45,7 +45,13 @@ quarantine_app = typer.Typer(
 )
 app.add_typer(runs_app, name="runs")
 app.add_typer(state_app, name="state")
+metrics_app = typer.Typer(
+    help="Business metrics defined as SQL in JSON: validate a definitions file, or run "
+    "metrics for a date with their reconciliation records.",
+    no_args_is_help=True,
+)
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(metrics_app, name="metrics")
 
 # Piped output is not cut to 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -778,6 +784,143 @@ def reconcile(
             out.print(escape(f"{label} ({len(found):,}): {shown}"), soft_wrap=True)
     out.print(f"record appended to {written}")
     if not result.passed:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- metrics
+
+MetricsConfig = Annotated[
+    str, typer.Option("--config", help="Metric definitions (JSON), a path or gs://bucket/key.")
+]
+
+
+@metrics_app.command("validate")
+def metrics_validate(config: MetricsConfig) -> None:
+    """Check a definitions file and report every problem at once (exit 1 if any)."""
+    from deltaflow.metrics import definitions
+
+    try:
+        metrics, problems = definitions.parse(definitions.read_text(config))
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
+    for problem in problems:
+        out.print(escape(f"{config}: {problem}"), soft_wrap=True)
+    if problems:
+        err.print(f"{len(problems)} problem(s) in {config}")
+        raise typer.Exit(1)
+    out.print(f"{config}: {len(metrics)} metrics, valid")
+
+
+def _profile(path: Path, env: str) -> Any:
+    """The connection of ``env`` in a profiles file ({DEV: {type: duckdb, ...}, ...})."""
+    import yaml
+    from pydantic import TypeAdapter, ValidationError
+
+    from deltaflow.config.connections import Connection
+    from deltaflow.config.secrets import resolve_tree
+    from deltaflow.errors import SecretError
+
+    if not path.exists():
+        raise ConfigError(
+            f"no connection profiles file {path}",
+            hint="write one: 'DEV: {type: duckdb, path: metrics.duckdb}' per environment, "
+            "or pass --profiles FILE",
+        )
+    profiles = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if env not in profiles:
+        raise ConfigError(
+            f"no profile '{env}' in {path}", hint=f"profiles: {', '.join(profiles) or 'none'}"
+        )
+    failures: list[SecretError] = []
+    raw = resolve_tree(profiles[env], path.parent, lambda where, exc: failures.append(exc))
+    if failures:
+        raise failures[0]
+    try:
+        return TypeAdapter(Connection).validate_python(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"profile '{env}' in {path}: {exc}", hint="fix the profile") from None
+
+
+@metrics_app.command("run")
+def metrics_run(
+    config: MetricsConfig,
+    run_date: Annotated[
+        dt.datetime,
+        typer.Option("--run-date", formats=["%Y-%m-%d"], help="The date metrics are run for."),
+    ],
+    env: Annotated[
+        str, typer.Option(help="Environment: DEV, BLD or PRD; selects the connection profile.")
+    ] = "DEV",
+    dependencies: Annotated[
+        str | None,
+        typer.Option(help="Dependency groups to run, comma-separated \\[default: all]."),
+    ] = None,
+    partition_info_table: Annotated[
+        str | None, typer.Option(help="Table of latest partition dates (table_name, partition_dt).")
+    ] = None,
+    recon_table: Annotated[
+        str, typer.Option(help="Table the reconciliation records are appended to.")
+    ] = "metrics_recon",
+    profiles: Annotated[
+        Path, typer.Option(help="Connection profiles per environment (YAML).")
+    ] = Path("profiles.yml"),
+    dialect: Annotated[str, typer.Option(help="SQL dialect the metrics are written in.")] = (
+        "bigquery"
+    ),
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds each metric may take.")] = 180.0,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Metrics run at once.")] = 4,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    """Run the metrics of the selected dependency groups for a date: results to their
+    target tables (a rerun replaces them), one reconciliation record per metric.
+
+    Exits 1 when any metric failed; the others still ran and were written.
+    """
+    import uuid
+
+    from deltaflow.connectors.base import RunResources
+    from deltaflow.metrics import definitions
+    from deltaflow.metrics.engine import Run, run_metrics
+
+    _setup_logging(verbose)
+    if env not in ("DEV", "BLD", "PRD"):
+        err.print(f"error: --env {env}: use DEV, BLD or PRD")
+        raise typer.Exit(2)
+    try:
+        metrics = definitions.select(
+            definitions.load(config), [d for d in (dependencies or "").split(",") if d]
+        )
+        conn = _profile(profiles, env)
+        resources = RunResources(Path.cwd(), uuid.uuid4().hex[:16])
+        try:
+            run = Run(
+                conn,
+                resources,
+                run_date.date(),
+                partition_info_table,
+                recon_table,
+                env,
+                dialect,
+                timeout,
+                workers,
+            )
+            outcomes = run_metrics(run, metrics)
+        finally:
+            resources.close()
+    except DeltaFlowError as exc:
+        raise _fail(exc) from None
+    table = _table(f"Metrics for {run_date.date()}", "metric", "status", "output>", "error")
+    for o in outcomes:
+        output = o.row.get("metric_output") if o.row else None
+        error = f"[{o.error_category}] {o.error_message}" if o.error_category else ""
+        table.add_row(
+            escape(o.metric.metric_id),
+            _status("succeeded" if o.status == "Passed" else "failed"),
+            "" if output is None else str(output),
+            escape(error),
+        )
+    out.print(table)
+    if any(o.status == "Failed" for o in outcomes):
         raise typer.Exit(1)
 
 

@@ -49,3 +49,42 @@ def open_destination(
 ) -> Destination:
     destination: Destination = _module(conn.kind).open_destination(conn, spec, resources)
     return destination
+
+
+#: the types ``append_rows`` writes by name; other columns are text
+ROW_TYPES = ("decimal", "date", "timestamp", "int")
+
+
+def append_rows(
+    conn: ConnectionBase,
+    resources: RunResources,
+    table: str,
+    rows: list[dict[str, Any]],
+    types: dict[str, str],
+    key: tuple[str, ...] = (),
+) -> None:
+    """Write a few records (results, reconciliation records) to a table of a warehouse,
+    created when missing: appended, or merged on ``key``. ``types`` names the columns
+    that are not text: decimal (38 digits, 9 after the point), date, timestamp (UTC), int.
+    """
+    import pyarrow as pa
+
+    from deltaflow.config.models import DestinationSpec
+    from deltaflow.schema.types import TableSchema
+
+    if not rows:
+        return
+    arrow = {
+        "decimal": pa.decimal128(38, 9),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "int": pa.int64(),
+    }
+    fields = [pa.field(k, arrow[types[k]] if k in types else pa.string()) for k in rows[0]]
+    data = pa.Table.from_pylist(rows, schema=pa.schema(fields))
+    mode: Any = "merge" if key else "append"
+    spec = DestinationSpec(connection="target", table=table, write_mode=mode, primary_key=list(key))
+    destination = open_destination(conn, spec, resources)
+    destination.prepare(TableSchema.from_arrow(data.schema, primary_key=key))
+    reader = pa.RecordBatchReader.from_batches(data.schema, data.to_batches())
+    destination.load(reader, mode, key)

@@ -299,27 +299,11 @@ def record(
 
 def write_record(target: Side, row: dict[str, Any], table: str = RECON_TABLE) -> str:
     """Append the record to ``table`` in the target's warehouse (created when missing)."""
-    import pyarrow as pa
-
-    from deltaflow.config.models import DestinationSpec
-    from deltaflow.connectors import open_destination
-    from deltaflow.schema.types import TableSchema
+    from deltaflow.connectors import append_rows
 
     schema, _ = split_table(target.table, "main" if target.kind == "duckdb" else "public")
     name = table if "." in table else f"{schema}.{table}"
-    types: dict[str, pa.DataType] = {
-        "load_ts": pa.timestamp("us", tz="UTC"),
-        "schdld_dt": pa.date32(),
-        "schdld_yr": pa.int32(),
-        "source_row_cnt": pa.int64(),
-        "target_row_cnt": pa.int64(),
-    }
-    fields = [pa.field(k, types.get(k, pa.string())) for k in row]
-    data = pa.Table.from_pylist([row], schema=pa.schema(fields))
-    spec = DestinationSpec(connection="target", table=name, write_mode="append")
-    destination = open_destination(target.conn, spec, target.resources)
-    destination.prepare(TableSchema.from_arrow(data.schema))
-    destination.load(
-        pa.RecordBatchReader.from_batches(data.schema, data.to_batches()), "append", ()
-    )
+    types = {"load_ts": "timestamp", "schdld_dt": "date", "schdld_yr": "int"}
+    types |= {"source_row_cnt": "int", "target_row_cnt": "int"}
+    append_rows(target.conn, target.resources, name, [row], types)
     return name

@@ -1,0 +1,245 @@
+"""The metrics engine on DuckDB and PostgreSQL: the seed's two example metrics, an exact
+sum, a failing metric, reruns, and the reconciliation records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+
+# The seed's examples (section 12), as written there: BigQuery SQL, placeholders.
+COUNT = {
+    "metric_id": "daily_transaction_count",
+    "metric_name": "Daily Transaction Count",
+    "metric_type": "count",
+    "sql": "SELECT COUNT(*) as metric_output, COUNT(*) as numerator_value, 1 as "
+    "denominator_value, '{currently}' as business_data_date FROM transactions WHERE date = "
+    "{partition_info}",
+    "dependency": "daily_batch",
+    "target_table": "analytics.metrics.transaction_metrics",
+}
+RATIO = {
+    "metric_id": "customer_conversion_rate",
+    "metric_name": "Customer Conversion Rate",
+    "metric_type": "ratio",
+    "sql": "SELECT ROUND(SAFE_DIVIDE(converted_customers, total_visitors) * 100, 2) as "
+    "metric_output, converted_customers as numerator_value, total_visitors as "
+    "denominator_value, '{currently}' as business_data_date FROM (SELECT COUNT(DISTINCT CASE "
+    "WHEN converted = true THEN customer_id END) as converted_customers, COUNT(DISTINCT "
+    "customer_id) as total_visitors FROM customer_activity WHERE activity_date = "
+    "{partition_info})",
+    "dependency": "customer_analytics",
+    "target_table": "analytics.metrics.conversion_metrics",
+}
+# Exactness: these amounts lose their last digits in float64.
+AMOUNTS = ["12345678901234567.123456789", "0.000000001", "98765432109876543.2"]
+EXACT = {
+    "metric_id": "exact_amount",
+    "metric_name": "Exact Amount",
+    "metric_type": "sum",
+    "sql": "SELECT SUM(amount) as metric_output, SUM(amount) as numerator_value, COUNT(*) as "
+    "denominator_value, '{currently}' as business_data_date FROM transactions WHERE date = "
+    "{partition_info}",
+    "dependency": "daily_batch",
+    "target_table": "analytics.metrics.transaction_metrics",
+}
+BROKEN = {
+    "metric_id": "broken_metric",
+    "metric_name": "Broken Metric",
+    "metric_type": "count",
+    "sql": "SELECT COUNT(*) as metric_output, 1 as numerator_value, 1 as denominator_value, "
+    "'{currently}' as business_data_date FROM no_such_table",
+    "dependency": "daily_batch",
+    "target_table": "analytics.metrics.transaction_metrics",
+}
+
+FIXTURE = [
+    "CREATE TABLE transactions (date DATE, amount DECIMAL(38,9), customer_id INTEGER)",
+    "INSERT INTO transactions VALUES "
+    + ", ".join(f"(DATE '2024-01-14', {a}, {i})" for i, a in enumerate(AMOUNTS))
+    + ", (DATE '2024-01-13', 5, 9)",
+    "CREATE TABLE customer_activity (activity_date DATE, customer_id INTEGER, converted BOOLEAN)",
+    "INSERT INTO customer_activity VALUES (DATE '2024-01-14', 1, true), "
+    "(DATE '2024-01-14', 2, false), (DATE '2024-01-14', 3, false), "
+    "(DATE '2024-01-14', 3, false), (DATE '2024-01-13', 4, true)",
+    "CREATE TABLE partition_info (table_name VARCHAR, partition_dt DATE)",
+    "INSERT INTO partition_info VALUES ('transactions', DATE '2024-01-14'), "
+    "('transactions', DATE '2024-01-13'), ('customer_activity', DATE '2024-01-14')",
+]
+
+
+class Warehouse:
+    def __init__(self, kind: str, tmp_path: Path, dsn: str):
+        self.kind, self.path, self.dsn = kind, tmp_path / "wh.duckdb", dsn
+
+    def sql(self, statement: str) -> list[tuple[Any, ...]]:
+        if self.kind == "duckdb":
+            with duckdb.connect(str(self.path)) as con:
+                return con.execute(statement).fetchall()
+        with psycopg.connect(self.dsn, autocommit=True) as con:
+            cursor = con.execute(statement)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
+
+    @property
+    def profile(self) -> str:
+        if self.kind == "duckdb":
+            return f"DEV: {{type: duckdb, path: {self.path}}}\n"
+        return f'DEV: {{type: postgres, dsn: "{self.dsn}"}}\n'
+
+
+@pytest.fixture(params=["duckdb", "pg"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path, pg_dsn: str) -> Warehouse:
+    found = Warehouse(request.param, tmp_path, pg_dsn)
+    for statement in FIXTURE:
+        found.sql(statement)
+    (tmp_path / "profiles.yml").write_text(found.profile)
+    return found
+
+
+def metrics(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deltaflow", "metrics", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
+    )
+
+
+def test_the_seed_metrics_run_exactly_once_per_date_with_a_record_each(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    (tmp_path / "metrics.json").write_text(json.dumps([COUNT, RATIO, EXACT, BROKEN]))
+    args = [
+        "run",
+        "--config",
+        "metrics.json",
+        "--run-date",
+        "2024-01-15",
+        "--partition-info-table",
+        "partition_info",
+        "--recon-table",
+        "metrics_recon",
+    ]
+
+    first = metrics(tmp_path, *args)
+    again = metrics(tmp_path, *args)
+
+    assert first.returncode == 1, first.stdout + first.stderr  # the broken metric fails
+    assert "SQL_EXECUTION_ERROR" in first.stdout
+    counts = warehouse.sql(
+        "SELECT metric_id, metric_output, numerator_value, denominator_value, "
+        "business_data_date, partition_dt FROM metrics.transaction_metrics ORDER BY metric_id"
+    )
+    exact_sum = sum(Decimal(a) for a in AMOUNTS)
+    assert counts == [
+        (
+            "daily_transaction_count",
+            Decimal(3),
+            Decimal(3),
+            Decimal(1),
+            dt.date(2024, 1, 15),
+            dt.date(2024, 1, 15),
+        ),
+        (
+            "exact_amount",
+            exact_sum,
+            exact_sum,
+            Decimal(3),
+            dt.date(2024, 1, 15),
+            dt.date(2024, 1, 15),
+        ),
+    ]  # two runs, one row per metric and date
+    assert Decimal(float(exact_sum)) != exact_sum  # float64 would have lost digits
+    assert str(exact_sum) == "111111111011111110.323456790"
+    ratio = warehouse.sql(
+        "SELECT metric_output, numerator_value, denominator_value FROM metrics.conversion_metrics"
+    )
+    assert ratio == [(Decimal("33.330000000"), Decimal(1), Decimal(3))]  # 1 of 3 converted
+    recon = warehouse.sql(
+        'SELECT source_system_id, rcncln_exact_pass_in, error_category, "Job_Name", '
+        "latest_source_parttn_dt, schdld_dt, schdld_yr, module_id FROM metrics_recon "
+        "ORDER BY load_ts, source_system_id"
+    )
+    assert len(recon) == 8  # every metric, both runs
+    last = {r[0]: r for r in recon[4:]}
+    assert last["broken_metric"][1:3] == ("Failed", "SQL_EXECUTION_ERROR")
+    assert last["daily_transaction_count"][1:5] == (
+        "Passed",
+        None,
+        "Daily Transaction Count",
+        "2024-01-14",
+    )
+    assert last["exact_amount"][5:] == (dt.date(2024, 1, 15), 2024, "103")
+    assert again.returncode == 1
+
+
+def test_a_missing_partition_and_a_missing_partition_table(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    warehouse.sql("DELETE FROM partition_info WHERE table_name = 'customer_activity'")
+    (tmp_path / "metrics.json").write_text(json.dumps([COUNT, RATIO]))
+    base = ["run", "--config", "metrics.json", "--run-date", "2024-01-15"]
+
+    partial = metrics(tmp_path, *base, "--partition-info-table", "partition_info")
+    assert partial.returncode == 1
+    recon = dict(warehouse.sql("SELECT source_system_id, error_category FROM metrics_recon"))
+    assert recon == {
+        "daily_transaction_count": None,
+        "customer_conversion_rate": "PARTITION_VALIDATION_ERROR",
+    }
+
+    missing = metrics(tmp_path, *base, "--partition-info-table", "nope")
+    assert missing.returncode == 1
+    failed = warehouse.sql(
+        "SELECT source_system_id, error_category FROM metrics_recon "
+        "WHERE rcncln_exact_pass_in = 'Failed' ORDER BY source_system_id"
+    )
+    # the whole run failed before any metric ran: a failure record for every metric
+    assert ("daily_transaction_count", "PARTITION_VALIDATION_ERROR") in failed
+    assert len([f for f in failed if f[0] == "customer_conversion_rate"]) == 2
+
+
+def test_validate_reports_every_mistake_in_one_pass(tmp_path: Path) -> None:
+    bad = [
+        {**COUNT, "metric_id": "bad id!", "target_table": "no_dataset"},
+        {**RATIO, "metric_type": "median", "sql": "SELECT {yesterday} FROM t"},
+        {**COUNT, "metric_name": ""},
+        {**RATIO, "extra": 1, "dependency": 5},
+        COUNT,
+    ]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+
+    result = metrics(tmp_path, "validate", "--config", "bad.json")
+
+    assert result.returncode == 1
+    lines = [line for line in result.stdout.splitlines() if line.startswith("bad.json: ")]
+    assert "bad.json: bad id!: metric_id: use letters, digits and underscores" in lines
+    assert any("bad id!: target_table: 'no_dataset' is not" in line for line in lines)
+    assert any(
+        "customer_conversion_rate: metric_type: 'median' is not one of" in line for line in lines
+    )
+    assert any("unknown placeholder {yesterday}" in line for line in lines)
+    assert any("must return metric_output" in line for line in lines)
+    assert (
+        "bad.json: daily_transaction_count: metric_name: is required and empty or missing" in lines
+    )
+    assert any("extra: is not a metric field" in line for line in lines)
+    assert any("dependency: must be text, not int" in line for line in lines)
+    assert any(
+        "daily_transaction_count: metric_id: duplicate of metric #3" in line for line in lines
+    )
+    assert "problem(s) in bad.json" in result.stderr
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([COUNT, RATIO]))
+    assert "2 metrics, valid" in metrics(tmp_path, "validate", "--config", "good.json").stdout
