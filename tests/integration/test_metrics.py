@@ -243,3 +243,67 @@ def test_validate_reports_every_mistake_in_one_pass(tmp_path: Path) -> None:
     good = tmp_path / "good.json"
     good.write_text(json.dumps([COUNT, RATIO]))
     assert "2 metrics, valid" in metrics(tmp_path, "validate", "--config", "good.json").stdout
+
+
+def test_the_seed_metrics_on_bigquery_with_definitions_read_from_gcs(
+    tmp_path: Path, bigquery_emulator: Any, bq_dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.gcs import running_gcs
+
+    client = bigquery_emulator.client()
+    for statement in FIXTURE:
+        statement = statement.replace("DECIMAL(38,9)", "NUMERIC").replace("VARCHAR", "STRING")
+        statement = statement.replace("INTEGER", "INT64").replace("BOOLEAN", "BOOL")
+        for name in ("transactions", "customer_activity", "partition_info"):
+            statement = statement.replace(f"TABLE {name}", f"TABLE `{bq_dataset}.{name}`")
+            statement = statement.replace(f"INTO {name}", f"INTO `{bq_dataset}.{name}`")
+        client.query(statement).result(timeout=60)
+    target = f"{bigquery_emulator.project}.{bq_dataset}"
+    definitions = [
+        {**COUNT, "target_table": f"{target}.transaction_metrics"},
+        {**RATIO, "target_table": f"{target}.conversion_metrics"},
+    ]
+    (tmp_path / "profiles.yml").write_text(
+        f"PRD: {{type: bigquery, project: {bigquery_emulator.project}, dataset: {bq_dataset}, "
+        f'api_endpoint: "{bigquery_emulator.endpoint}", timeout: 60}}\n'
+    )
+    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    with running_gcs():  # sets STORAGE_EMULATOR_HOST for this process and the CLI's
+        import gcsfs
+
+        gcs = gcsfs.GCSFileSystem(token="anon")
+        gcs.mkdir("metric-configs")
+        with gcs.open("metric-configs/prd/metrics.json", "w") as handle:
+            handle.write(json.dumps(definitions))
+        done = metrics(
+            tmp_path,
+            "run",
+            "--config",
+            "gs://metric-configs/prd/metrics.json",
+            "--env",
+            "PRD",
+            "--run-date",
+            "2024-01-15",
+            "--partition-info-table",
+            f"{bq_dataset}.partition_info",
+            "--recon-table",
+            f"{bq_dataset}.metrics_recon",
+        )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = client.query(
+        f"SELECT metric_id, metric_output FROM `{target}.transaction_metrics` UNION ALL "
+        f"SELECT metric_id, metric_output FROM `{target}.conversion_metrics` ORDER BY metric_id"
+    ).result(timeout=60)
+    assert [tuple(r) for r in rows] == [
+        ("customer_conversion_rate", Decimal("33.33")),
+        ("daily_transaction_count", Decimal(3)),
+    ]
+    recon = client.query(
+        f"SELECT source_system_id, rcncln_exact_pass_in, source_server_nm "
+        f"FROM `{target}.metrics_recon` ORDER BY source_system_id"
+    ).result(timeout=60)
+    assert [tuple(r) for r in recon] == [
+        ("customer_conversion_rate", "Passed", "PRD bigquery"),
+        ("daily_transaction_count", "Passed", "PRD bigquery"),
+    ]

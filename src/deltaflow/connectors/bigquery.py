@@ -1148,8 +1148,14 @@ def open_destination(
 
 
 def query(conn: BigQueryConnection, resources: RunResources, sql: str) -> pa.Table:
-    """Run one query job (quality checks) and return its rows, read over REST."""
-    job = client(conn, resources).query(sql, retry=_retry(conn), timeout=conn.timeout)
+    """Run one query job (quality checks, metrics) and return its rows, read over REST.
+    Tables named without a dataset are in the connection's dataset."""
+    from google.cloud import bigquery
+
+    config = bigquery.QueryJobConfig(default_dataset=f"{conn.project}.{conn.dataset}")
+    job = client(conn, resources).query(
+        sql, job_config=config, retry=_retry(conn), timeout=conn.timeout
+    )
     table: pa.Table = job.to_arrow(create_bqstorage_client=False)
     return table
 

@@ -63,7 +63,12 @@ def read_text(path: str) -> str:
     """The file's text, from a local path or gs:// (GCS through fsspec)."""
     try:
         if path.startswith("gs://"):
+            import os
+
             import fsspec
+
+            if os.environ.get("STORAGE_EMULATOR_HOST"):  # no emulator answers this probe
+                os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
             with fsspec.open(path, "r", encoding="utf-8") as handle:
                 return str(handle.read())
