@@ -214,7 +214,13 @@ def exact(value: Any, column: str) -> decimal.Decimal | None:
         raise MetricError(
             f"{column} is {number}, which a NUMERIC cannot hold", code="SQL_EXECUTION_ERROR"
         )
-    rounded = number.quantize(PLACES, rounding=decimal.ROUND_HALF_UP)
+    if abs(number) >= LIMIT:
+        raise MetricError(
+            f"{column} has more than 29 digits before the point", code="SQL_EXECUTION_ERROR"
+        )
+    with decimal.localcontext() as context:
+        context.prec = 60
+        rounded = number.quantize(PLACES, rounding=decimal.ROUND_HALF_UP)
     if abs(rounded) >= LIMIT:
         raise MetricError(
             f"{column} has more than 29 digits before the point", code="SQL_EXECUTION_ERROR"
