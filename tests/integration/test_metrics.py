@@ -307,3 +307,40 @@ def test_the_seed_metrics_on_bigquery_with_definitions_read_from_gcs(
         ("customer_conversion_rate", "Passed", "PRD bigquery"),
         ("daily_transaction_count", "Passed", "PRD bigquery"),
     ]
+
+
+def test_metrics_run_as_a_pipeline_step(tmp_path: Path, pg_dsn: str) -> None:
+    from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
+
+    house = Warehouse("duckdb", tmp_path, pg_dsn)
+    for statement in FIXTURE:
+        house.sql(statement)
+    (tmp_path / "metrics.json").write_text(json.dumps([COUNT, RATIO, EXACT, BROKEN]))
+    (tmp_path / "pipeline.yml").write_text(
+        "pipeline_id: kpis\n"
+        "connections:\n"
+        "  wh: {type: duckdb, path: wh.duckdb}\n"
+        "steps:\n"
+        "  - step_id: daily\n"
+        "    type: metrics\n"
+        "    connection: wh\n"
+        "    config: metrics.json\n"
+        "    dependencies: [daily_batch]\n"
+        "    run_date: '{date}'\n"
+        "    partition_info_table: partition_info\n"
+    )
+
+    result = run_pipeline(
+        load_pipeline(tmp_path / "pipeline.yml"),
+        context=RunContext(run_date=dt.date(2024, 1, 15)),
+        store=RunStore(tmp_path / "runs.db"),
+    )
+
+    assert not result.ok  # the broken metric of daily_batch fails the step ...
+    assert result.steps[0].error_code == "PIPELINE_EXECUTION_ERROR"
+    outcomes = {m["metric_id"]: m for m in result.steps[0].details["metrics"]}
+    assert set(outcomes) == {"daily_transaction_count", "exact_amount", "broken_metric"}
+    assert outcomes["daily_transaction_count"]["metric_output"] == "3.000000000"
+    assert outcomes["broken_metric"]["error_category"] == "SQL_EXECUTION_ERROR"
+    # ... after the others were written
+    assert house.sql("SELECT count(*) FROM metrics.transaction_metrics") == [(2,)]

@@ -152,7 +152,7 @@ def test_unknown_step_type_with_did_you_mean(tmp_path: Path) -> None:
     [d] = found
     assert (d.file, d.line, d.path) == (file, 11, "steps[0].type")
     assert d.message == "unknown step type 'snyc'. Did you mean 'sync'?"
-    assert d.hint == "valid step types: sync, quality"
+    assert d.hint == "valid step types: sync, quality, metrics"
 
 
 def test_missing_required_key(tmp_path: Path) -> None:
@@ -475,7 +475,7 @@ def test_cli_validate_checks_every_file_given(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == [
         f"{good}: ok",
         f"{bad}:11: steps[0].type: unknown step type 'snyc'. Did you mean 'sync'? "
-        "Fix: valid step types: sync, quality",
+        "Fix: valid step types: sync, quality, metrics",
     ]
 
 

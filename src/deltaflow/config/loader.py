@@ -562,7 +562,7 @@ def _cross_check(data: dict[str, Any], connections: _Connections, report: _Repor
             seen.setdefault(step_id, index)
         if step.get("type") == "sync":
             _check_sync(connections, step, ("steps", index), report)
-        elif step.get("type") == "quality":
+        elif step.get("type") in ("quality", "metrics"):
             _check_quality(connections, step, ("steps", index), report)
 
 
@@ -629,7 +629,7 @@ def _check_quality(
     if conn is not None and conn.kind not in WAREHOUSES:
         report.add(
             (*loc, "connection"),
-            f"quality checks run in a warehouse; '{name}' is {conn.kind}",
+            f"{step.get('type')} steps run in a warehouse; '{name}' is {conn.kind}",
             f"point 'connection' at a {', '.join(WAREHOUSES)} connection",
         )
 

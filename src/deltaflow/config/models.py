@@ -359,9 +359,37 @@ class QualityStep(Model):
     """Failing rows kept with each result."""
 
 
-Step = Annotated[SyncStep | QualityStep, Field(discriminator="type")]
+class MetricsStep(Model):
+    """Run business metrics (SQL in the Metrics framework's JSON) in a warehouse."""
 
-STEP_TYPES = ("sync", "quality")
+    step_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=128)]
+    type: Literal["metrics"]
+    name: str | None = None
+    description: str = ""
+    variables: dict[str, Scalar] = Field(default_factory=dict)
+    connection: str
+    """The warehouse the metrics run in and write to (duckdb, postgres, bigquery)."""
+    config: str
+    """Metric definitions: a JSON file (relative to the pipeline) or gs://bucket/key."""
+    dependencies: list[str] = Field(default_factory=list)
+    """Dependency groups to run (default: all)."""
+    run_date: str | None = None
+    """The date metrics run for, YYYY-MM-DD (e.g. '{date}'; default: today, UTC)."""
+    partition_info_table: str | None = None
+    """Table of latest partition dates (table_name, partition_dt), for {partition_info}."""
+    recon_table: str = "metrics_recon"
+    """Table the reconciliation records are appended to."""
+    dialect: str = "bigquery"
+    """SQL dialect the metrics are written in."""
+    timeout: float = Field(default=180.0, gt=0)
+    """Seconds each metric may take."""
+    workers: int = Field(default=4, ge=1, le=64)
+    """Metrics run at once."""
+
+
+Step = Annotated[SyncStep | QualityStep | MetricsStep, Field(discriminator="type")]
+
+STEP_TYPES = ("sync", "quality", "metrics")
 
 
 class Pipeline(Model):

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from deltaflow.config.connections import ConnectionBase
+    from deltaflow.config.models import MetricsStep, Pipeline
     from deltaflow.connectors.base import RunResources
 
 log = logging.getLogger("deltaflow.metrics")
@@ -329,3 +330,52 @@ def _write_recon(run: Run, outcomes: list[Outcome]) -> None:
             f"writing the reconciliation records to {run.recon_table} failed: {exc.message}",
             code="RECON_CREATION_ERROR",
         ) from None
+
+
+def run_step(step: MetricsStep, pipeline: Pipeline, resources: RunResources) -> dict[str, Any]:
+    """A pipeline's ``metrics`` step: its details (every metric's outcome); raises when
+    a metric failed, after every metric ran and was recorded."""
+    from deltaflow.metrics import definitions
+
+    config = step.config
+    if not config.startswith("gs://"):
+        config = str(resources.resolve(config))
+    metrics = definitions.select(definitions.load(config), list(step.dependencies))
+    day = dt.date.fromisoformat(step.run_date) if step.run_date else dt.datetime.now(dt.UTC).date()
+    conn = pipeline.connections[step.connection]
+    run = Run(
+        conn,
+        resources,
+        day,
+        step.partition_info_table,
+        step.recon_table,
+        "DEV",
+        step.dialect,
+        step.timeout,
+        step.workers,
+    )
+    outcomes = run_metrics(run, metrics)
+    details = {
+        "run_date": day.isoformat(),
+        "metrics": [
+            {
+                "metric_id": o.metric.metric_id,
+                "status": o.status,
+                "metric_output": None if not o.row else str(o.row["metric_output"]),
+                "error_category": o.error_category,
+                "error_message": o.error_message,
+            }
+            for o in outcomes
+        ],
+    }
+    failed = [o for o in outcomes if o.status == "Failed"]
+    if failed:
+        error = MetricError(
+            f"{len(failed)} of {len(outcomes)} metrics failed: "
+            + ", ".join(f"{o.metric.metric_id} ({o.error_category})" for o in failed),
+            hint="see each metric's record in the recon table; the others were written",
+            code="PIPELINE_EXECUTION_ERROR",
+        )
+        error.details = details  # type: ignore[attr-defined]
+        raise error
+    return details

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deltaflow.config.loader import LoadedPipeline, RunContext
-from deltaflow.config.models import QualityStep, SyncStep
+from deltaflow.config.models import MetricsStep, QualityStep, SyncStep
 from deltaflow.config.secrets import redact
 from deltaflow.connectors.base import RunResources
 from deltaflow.errors import ConfigError, DeltaFlowError, StepFailedError, did_you_mean
@@ -25,8 +25,16 @@ StepRunner = Callable[[Any, LoadedPipeline, RunResources, Observer | None], Sync
 STEP_RUNNERS: dict[str, StepRunner] = {
     "sync": lambda step, loaded, res, obs: run_sync(step, loaded.pipeline, res, obs),
     "quality": lambda step, loaded, res, obs: _run_quality(step, loaded, res),
+    "metrics": lambda step, loaded, res, obs: _run_metrics(step, loaded, res),
 }
-AnyStep = SyncStep | QualityStep
+AnyStep = SyncStep | QualityStep | MetricsStep
+
+
+def _run_metrics(step: MetricsStep, loaded: LoadedPipeline, resources: RunResources) -> SyncOutcome:
+    from deltaflow.metrics.engine import run_step
+
+    details = run_step(step, loaded.pipeline, resources)
+    return SyncOutcome(step.step_id, step.recon_table, "", details=details)
 
 
 def _run_quality(step: QualityStep, loaded: LoadedPipeline, resources: RunResources) -> SyncOutcome:
