@@ -795,12 +795,17 @@ MetricsConfig = Annotated[
 
 
 @metrics_app.command("validate")
-def metrics_validate(config: MetricsConfig) -> None:
+def metrics_validate(
+    config: MetricsConfig,
+    dialect: Annotated[str, typer.Option(help="SQL dialect the metrics are written in.")] = (
+        "bigquery"
+    ),
+) -> None:
     """Check a definitions file and report every problem at once (exit 1 if any)."""
     from deltaflow.metrics import definitions
 
     try:
-        metrics, problems = definitions.parse(definitions.read_text(config))
+        metrics, problems = definitions.parse(definitions.read_text(config), dialect)
     except DeltaFlowError as exc:
         raise _fail(exc) from None
     for problem in problems:
@@ -888,7 +893,7 @@ def metrics_run(
         raise typer.Exit(2)
     try:
         metrics = definitions.select(
-            definitions.load(config), [d for d in (dependencies or "").split(",") if d]
+            definitions.load(config, dialect), [d for d in (dependencies or "").split(",") if d]
         )
         conn = _profile(profiles, env)
         resources = RunResources(Path.cwd(), uuid.uuid4().hex[:16])

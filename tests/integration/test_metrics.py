@@ -275,7 +275,7 @@ def test_the_seed_metrics_on_bigquery_with_definitions_read_from_gcs(
         gcs.mkdir("metric-configs")
         with gcs.open("metric-configs/prd/metrics.json", "w") as handle:
             handle.write(json.dumps(definitions))
-        done = metrics(
+        done = again = metrics(
             tmp_path,
             "run",
             "--config",
@@ -289,8 +289,10 @@ def test_the_seed_metrics_on_bigquery_with_definitions_read_from_gcs(
             "--recon-table",
             f"{bq_dataset}.metrics_recon",
         )
+        again = metrics(tmp_path, *done.args[4:])  # the same run once more
 
     assert done.returncode == 0, done.stdout + done.stderr
+    assert again.returncode == 0, again.stdout + again.stderr
     rows = client.query(
         f"SELECT metric_id, metric_output FROM `{target}.transaction_metrics` UNION ALL "
         f"SELECT metric_id, metric_output FROM `{target}.conversion_metrics` ORDER BY metric_id"
@@ -303,8 +305,10 @@ def test_the_seed_metrics_on_bigquery_with_definitions_read_from_gcs(
         f"SELECT source_system_id, rcncln_exact_pass_in, source_server_nm "
         f"FROM `{target}.metrics_recon` ORDER BY source_system_id"
     ).result(timeout=60)
-    assert [tuple(r) for r in recon] == [
+    assert [tuple(r) for r in recon] == [  # a record per metric and run
         ("customer_conversion_rate", "Passed", "PRD bigquery"),
+        ("customer_conversion_rate", "Passed", "PRD bigquery"),
+        ("daily_transaction_count", "Passed", "PRD bigquery"),
         ("daily_transaction_count", "Passed", "PRD bigquery"),
     ]
 
@@ -344,3 +348,39 @@ def test_metrics_run_as_a_pipeline_step(tmp_path: Path, pg_dsn: str) -> None:
     assert outcomes["broken_metric"]["error_category"] == "SQL_EXECUTION_ERROR"
     # ... after the others were written
     assert house.sql("SELECT count(*) FROM metrics.transaction_metrics") == [(2,)]
+
+
+def test_a_metric_past_its_timeout_is_stopped_and_recorded(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    if warehouse.kind == "duckdb":
+        dialect, slow = "duckdb", "FROM range(3000000000) AS t(x) WHERE x % 7 = 3"
+    else:
+        dialect, slow = "postgres", "FROM (SELECT pg_sleep(5)) AS s"
+    sleepy = {
+        **COUNT,
+        "metric_id": "sleepy",
+        "sql": "SELECT count(*) AS metric_output, 1 AS numerator_value, 1 AS "
+        f"denominator_value, '{{currently}}' AS business_data_date {slow}",
+    }
+    quick = {**sleepy, "metric_id": "quick", "sql": sleepy["sql"].split(" FROM ")[0]}
+    (tmp_path / "metrics.json").write_text(json.dumps([sleepy, quick]))
+
+    started = dt.datetime.now()
+    done = metrics(
+        tmp_path,
+        "run",
+        "--config",
+        "metrics.json",
+        "--run-date",
+        "2024-01-15",
+        "--dialect",
+        dialect,
+        "--timeout",
+        "1",
+    )
+
+    assert done.returncode == 1
+    assert (dt.datetime.now() - started).total_seconds() < 30
+    recon = dict(warehouse.sql("SELECT source_system_id, error_category FROM metrics_recon"))
+    assert recon == {"sleepy": "SQL_EXECUTION_ERROR", "quick": None}

@@ -1147,12 +1147,17 @@ def open_destination(
     return BigQueryDestination(conn, spec, resources)
 
 
-def query(conn: BigQueryConnection, resources: RunResources, sql: str) -> pa.Table:
+def query(
+    conn: BigQueryConnection, resources: RunResources, sql: str, timeout: float | None = None
+) -> pa.Table:
     """Run one query job (quality checks, metrics) and return its rows, read over REST.
-    Tables named without a dataset are in the connection's dataset."""
+    Tables named without a dataset are in the connection's dataset; past ``timeout``
+    seconds BigQuery stops the job."""
     from google.cloud import bigquery
 
     config = bigquery.QueryJobConfig(default_dataset=f"{conn.project}.{conn.dataset}")
+    if timeout:
+        config.job_timeout_ms = int(timeout * 1000)
     job = client(conn, resources).query(
         sql, job_config=config, retry=_retry(conn), timeout=conn.timeout
     )

@@ -555,12 +555,22 @@ def open_destination(
     return DuckDBDestination(connect(conn, resources), spec.table)
 
 
-def query(conn: DuckDBConnection, resources: RunResources, sql: str) -> pa.Table:
-    """Run one read-only query (quality checks) and return its rows."""
+def query(
+    conn: DuckDBConnection, resources: RunResources, sql: str, timeout: float | None = None
+) -> pa.Table:
+    """Run one read-only query (quality checks, metrics) and return its rows; past
+    ``timeout`` seconds the query is interrupted."""
+    import threading
+
     cursor = connect(conn, resources).cursor()
+    timer = threading.Timer(timeout, cursor.interrupt) if timeout else None
     try:
+        if timer is not None:
+            timer.start()
         table: pa.Table = cursor.execute(sql).to_arrow_table()
     finally:
+        if timer is not None:
+            timer.cancel()
         cursor.close()
     return table
 

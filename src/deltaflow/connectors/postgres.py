@@ -880,10 +880,15 @@ def open_destination(
     return PostgresDestination(conn, spec)
 
 
-def query(conn: PostgresConnection, resources: RunResources, sql: str) -> pa.Table:
-    """Run one read-only query (quality checks) and return its rows."""
+def query(
+    conn: PostgresConnection, resources: RunResources, sql: str, timeout: float | None = None
+) -> pa.Table:
+    """Run one read-only query (quality checks, metrics) and return its rows; past
+    ``timeout`` seconds the server cancels it (statement_timeout)."""
     with closing(connect(conn)) as db, closing(db.cursor()) as cur:
         try:
+            if timeout:
+                cur.execute(f"SET statement_timeout = {int(timeout * 1000)}")
             cur.execute(sql)
             table: pa.Table = cur.fetch_arrow_table()
         finally:

@@ -82,15 +82,15 @@ def read_text(path: str) -> str:
         ) from None
 
 
-def load(path: str) -> list[Metric]:
+def load(path: str, dialect: str = "bigquery") -> list[Metric]:
     """Read and validate the definitions; every problem is raised at once."""
-    metrics, problems = parse(read_text(path))
+    metrics, problems = parse(read_text(path), dialect)
     if problems:
         raise JsonValidationError(path, problems)
     return metrics
 
 
-def parse(text: str) -> tuple[list[Metric], list[Problem]]:
+def parse(text: str, dialect: str = "bigquery") -> tuple[list[Metric], list[Problem]]:
     """The metrics of a definitions file, and its problems (all of them)."""
     try:
         data: Any = json.loads(text)
@@ -110,7 +110,7 @@ def parse(text: str) -> tuple[list[Metric], list[Problem]]:
             continue
         metric_id = item.get("metric_id")
         name = metric_id if isinstance(metric_id, str) and metric_id else where
-        found = _check(item, name)
+        found = _check(item, name, dialect)
         if isinstance(metric_id, str) and metric_id:
             if metric_id in seen:
                 found.append(
@@ -123,7 +123,7 @@ def parse(text: str) -> tuple[list[Metric], list[Problem]]:
     return metrics, problems
 
 
-def _check(item: dict[str, Any], name: str) -> list[Problem]:
+def _check(item: dict[str, Any], name: str, dialect: str) -> list[Problem]:
     problems = []
     for field in FIELDS:
         value = item.get(field)
@@ -166,18 +166,18 @@ def _check(item: dict[str, Any], name: str) -> list[Problem]:
                         "use {currently} or {partition_info}",
                     )
                 )
-        problems += _check_sql(sql, name)
+        problems += _check_sql(sql, name, dialect)
     return problems
 
 
-def _check_sql(sql: str, name: str) -> list[Problem]:
-    """The SQL parses (as BigQuery SQL, placeholders filled) and names the four outputs."""
+def _check_sql(sql: str, name: str, dialect: str) -> list[Problem]:
+    """The SQL parses (in its dialect, placeholders filled) and names the four outputs."""
     import sqlglot
 
     from deltaflow.metrics.placeholders import fill_for_parsing
 
     try:
-        tree = sqlglot.parse_one(fill_for_parsing(sql), read="bigquery")
+        tree = sqlglot.parse_one(fill_for_parsing(sql), read=dialect)
     except sqlglot.errors.ParseError as exc:
         first = str(exc).splitlines()[0]
         return [Problem(name, "sql", f"does not parse: {first}")]

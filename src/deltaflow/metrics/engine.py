@@ -85,8 +85,9 @@ class Run:
         return DIALECTS[self.conn.kind]
 
     def query(self, sql: str) -> pa.Table:
+        """Run one query, stopped by the warehouse after ``timeout`` seconds."""
         module = importlib.import_module(f"deltaflow.connectors.{self.conn.kind}")
-        table: pa.Table = module.query(self.conn, self.resources, sql)
+        table: pa.Table = module.query(self.conn, self.resources, sql, self.timeout)
         return table
 
     def transpile(self, sql: str) -> str:
@@ -114,8 +115,8 @@ def run_metrics(run: Run, metrics: list[Metric]) -> list[Outcome]:
         futures = [(m, pool.submit(_one, run, m, latest)) for m in metrics]
         outcomes = []
         for metric, future in futures:
-            try:
-                outcomes.append(future.result(timeout=run.timeout))
+            try:  # the warehouse stops a query at the timeout; this is the backstop
+                outcomes.append(future.result(timeout=run.timeout + 30))
             except FutureTimeout:
                 message = f"did not finish in {run.timeout:.0f} s"
                 outcomes.append(
@@ -129,7 +130,7 @@ def run_metrics(run: Run, metrics: list[Metric]) -> list[Outcome]:
 def _partition_dates(run: Run, metrics: list[Metric]) -> dict[str, dt.date | None]:
     """The latest partition date of every table a {partition_info} filters, from the
     partition info table (checked to exist, with its columns, before any metric runs)."""
-    tables = sorted({t for m in metrics for t in partition_tables(m.sql)})
+    tables = sorted({t for m in metrics for t in partition_tables(m.sql, run.dialect)})
     if not tables:
         return {}
     if not run.partition_info_table:
@@ -164,7 +165,7 @@ def _partition_dates(run: Run, metrics: list[Metric]) -> dict[str, dt.date | Non
 
 def _one(run: Run, metric: Metric, latest: dict[str, dt.date | None]) -> Outcome:
     try:
-        tables = partition_tables(metric.sql)
+        tables = partition_tables(metric.sql, run.dialect)
         dates = []
         for table in tables:
             day = latest.get(table)
@@ -340,7 +341,7 @@ def run_step(step: MetricsStep, pipeline: Pipeline, resources: RunResources) -> 
     config = step.config
     if not config.startswith("gs://"):
         config = str(resources.resolve(config))
-    metrics = definitions.select(definitions.load(config), list(step.dependencies))
+    metrics = definitions.select(definitions.load(config, step.dialect), list(step.dependencies))
     day = dt.date.fromisoformat(step.run_date) if step.run_date else dt.datetime.now(dt.UTC).date()
     conn = pipeline.connections[step.connection]
     run = Run(

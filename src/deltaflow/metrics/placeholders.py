@@ -48,7 +48,7 @@ def fill_for_parsing(sql: str) -> str:
     return fill(sql, day, [day] * sql.count("{partition_info}"))
 
 
-def partition_tables(sql: str) -> list[str]:
+def partition_tables(sql: str, dialect: str = "bigquery") -> list[str]:
     """The table each ``{partition_info}`` filters, in order of appearance."""
     import sqlglot
     from sqlglot import exp
@@ -58,7 +58,7 @@ def partition_tables(sql: str) -> list[str]:
     )
     # bare markers must still parse: quote them
     marked = re.sub(rf"(?<!')({MARKER}\d+)(?!')", r"'\1'", marked)
-    tree = sqlglot.parse_one(marked, read="bigquery")
+    tree = sqlglot.parse_one(marked, read=dialect)
     found: dict[int, str] = {}
     for literal in tree.find_all(exp.Literal):
         text = str(literal.this) if literal.is_string else ""
