@@ -25,9 +25,9 @@ class PartitionValidationError(DeltaFlowError):
     category = "data"
 
 
-def _replace(sql: str, value: Callable[[str, int], str]) -> str:
-    """Each placeholder, left to right, replaced by ``value(name, n)``: n counts the
-    {partition_info} placeholders; quoted ones keep their quotes."""
+def _replace(sql: str, value: Callable[[str, int, bool], str]) -> str:
+    """Each placeholder, left to right, replaced by ``value(name, n, quoted)``: n counts
+    the {partition_info} placeholders; a quoted one's value goes inside its quotes."""
     seen = 0
 
     def one(match: re.Match[str]) -> str:
@@ -36,8 +36,9 @@ def _replace(sql: str, value: Callable[[str, int], str]) -> str:
         n = seen
         if name == "partition_info":
             seen += 1
-        text = value(name, n)
-        return f"'{text}'" if match.group(1) else text
+        quoted = bool(match.group(1))
+        text = value(name, n, quoted)
+        return f"'{text}'" if quoted else text
 
     return _PLACEHOLDER.sub(one, sql)
 
@@ -53,11 +54,11 @@ def partition_tables(sql: str, dialect: str = "bigquery") -> list[str]:
     import sqlglot
     from sqlglot import exp
 
-    marked = _replace(
-        sql, lambda name, n: f"{MARKER}{n}" if name == "partition_info" else "2000-01-01"
-    )
-    # bare markers must still parse: quote them
-    marked = re.sub(rf"(?<!')({MARKER}\d+)(?!')", r"'\1'", marked)
+    def marker(name: str, n: int, quoted: bool) -> str:
+        text = f"{MARKER}{n}" if name == "partition_info" else "2000-01-01"
+        return text if quoted else f"'{text}'"  # a string literal either way
+
+    marked = _replace(sql, marker)
     tree = sqlglot.parse_one(marked, read=dialect)
     found: dict[int, str] = {}
     for literal in tree.find_all(exp.Literal):
@@ -84,13 +85,8 @@ def fill(sql: str, run_date: dt.date, partition_dates: list[dt.date]) -> str:
     """The SQL with the run date and, in order, the partition dates filled in: a DATE
     literal where the placeholder is bare, the date's text where it is quoted."""
 
-    def value(name: str, n: int) -> str:
-        return (run_date if name == "currently" else partition_dates[n]).isoformat()
+    def value(name: str, n: int, quoted: bool) -> str:
+        day = (run_date if name == "currently" else partition_dates[n]).isoformat()
+        return day if quoted else f"DATE '{day}'"
 
-    def bare_as_date(match: re.Match[str]) -> str:
-        return match.group(0) if match.group(1) else f"DATE '{match.group(2)}'"
-
-    marked = _replace(sql, lambda name, n: f"{{{{{value(name, n)}}}}}")
-    # quoted: '{{2024-01-15}}' -> '2024-01-15'; bare: {{2024-01-15}} -> DATE '2024-01-15'
-    marked = re.sub(r"'\{\{([0-9-]+)\}\}'", r"'\1'", marked)
-    return re.sub(r"\{\{([0-9-]+)\}\}", r"DATE '\1'", marked)
+    return _replace(sql, value)

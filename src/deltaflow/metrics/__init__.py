@@ -1,0 +1,1 @@
+"""The metrics engine: SQL metric definitions run for a date (``definitions``, ``engine``)."""
