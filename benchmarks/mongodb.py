@@ -1,16 +1,17 @@
 """MongoDB source: BSON -> Arrow conversion speed, and where an end-to-end read spends its time.
 
-    .venv/bin/python benchmarks/mongodb.py                       # 1M documents per shape
+    .venv/bin/python benchmarks/mongodb.py                       # 1M documents per shape, 3 runs
     .venv/bin/python benchmarks/mongodb.py --docs 200000         # a quick look
     .venv/bin/python benchmarks/mongodb.py --pymongoarrow        # also the pymongoarrow peer
 
 Conversion ("documents already fetched -> Arrow"): the documents of each shape are
 encoded to BSON once (benchmarks/.data/), then read back in chunks of 65,536 as pymongo
 hands them over (``bson.decode_all``, its C extension, timed apart as "decode") and
-turned into record batches by ``deltaflow.connectors.mongodb.to_batch`` ("convert").
-Two shapes: ``orders`` (nested customer and address, a list of item sub-documents, a
-list of tags, two dates, ObjectId _id: 11 top-level fields) and ``flat`` (nine scalar
-fields and an ObjectId _id).
+turned into record batches by ``deltaflow.connectors.mongodb.to_batch`` ("convert"),
+three times per shape (``--runs``); the median run is reported with every run's rate,
+since this machine's speed drifts by 10-20 % between runs. Two shapes: ``orders``
+(nested customer and address, a list of item sub-documents, a list of tags, two dates,
+ObjectId _id: 11 top-level fields) and ``flat`` (nine scalar fields and an ObjectId _id).
 
 The peer (``--pymongoarrow``) is MongoDB's pymongoarrow converting the same raw BSON in
 C++ (decode and convert in one), installed in its own environment
@@ -122,14 +123,15 @@ def ours(path: Path) -> tuple[float, float, int]:
     from deltaflow.connectors import mongodb
 
     mongodb._KINDS.update(mongodb._kinds())
-    options = bson.CodecOptions(tz_aware=True)
+    options = bson.CodecOptions(tz_aware=False)  # as the source's client
     raw = chunks(path)
     schema = mongodb.infer_schema(bson.decode_all(raw[0], options)[:1000], mongodb.Inference())
     decode = convert = 0.0
     rows = 0
     for chunk in raw:
         t0 = time.perf_counter()
-        documents = bson.decode_all(chunk, options)
+        with mongodb.gc_paused():  # as the source decodes a batch
+            documents = bson.decode_all(chunk, options)
         t1 = time.perf_counter()
         converted = mongodb.to_batch(documents, schema)
         t2 = time.perf_counter()
@@ -200,7 +202,7 @@ def end_to_end(docs: int) -> None:
     from deltaflow.connectors.base import RunResources
 
     with running_mongodb() as server:
-        client: Any = pymongo.MongoClient(server.uri, tz_aware=True)
+        client: Any = pymongo.MongoClient(server.uri, tz_aware=False)
         collection = client["bench"]["orders"]
         t = time.perf_counter()
         for start in range(0, docs, 5000):
@@ -210,9 +212,10 @@ def end_to_end(docs: int) -> None:
         t = time.perf_counter()
         raw = list(collection.find_raw_batches(batch_size=CHUNK))
         server_s = time.perf_counter() - t
-        options = bson.CodecOptions(tz_aware=True)
+        options = bson.CodecOptions(tz_aware=False)  # as the source's client
         t = time.perf_counter()
-        decoded = [bson.decode_all(b, options) for b in raw]
+        with mongodb.gc_paused():
+            decoded = [bson.decode_all(b, options) for b in raw]
         decode_s = time.perf_counter() - t
         mongodb._KINDS.update(mongodb._kinds())
         schema = mongodb.infer_schema(decoded[0][:1000], mongodb.Inference())
@@ -247,14 +250,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=1_000_000)
     parser.add_argument("--e2e", type=int, default=20_000, help="0 to skip")
+    parser.add_argument("--runs", type=int, default=3, help="conversion runs per shape")
     parser.add_argument("--pymongoarrow", action="store_true", help="also the peer")
     args = parser.parse_args()
     for shape in SHAPES:
         path = bson_file(shape, args.docs)
-        decode, convert, rows = ours(path)
+        runs = sorted((ours(path) for _ in range(args.runs)), key=lambda run: run[1])
+        decode, convert, rows = runs[len(runs) // 2]  # the median conversion
+        spread = ", ".join(f"{r / c:,.0f}" for _, c, r in runs)
         print(
-            f"{shape:6s} {rows:,} documents: "
-            f"convert {convert:.2f} s = {rows / convert:,.0f} docs/s;"
+            f"{shape:6s} {rows:,} documents, median of {len(runs)} runs: "
+            f"convert {convert:.2f} s = {rows / convert:,.0f} docs/s (runs: {spread});"
             f" decode {decode:.2f} s = {rows / decode:,.0f} docs/s;"
             f" both {rows / (decode + convert):,.0f} docs/s"
         )

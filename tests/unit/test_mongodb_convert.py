@@ -19,7 +19,7 @@ import pytest
 from bson.decimal128 import Decimal128
 
 from deltaflow.connectors import mongodb
-from deltaflow.connectors.mongodb import Inference, infer_schema, to_batch
+from deltaflow.connectors.mongodb import SLICE, Inference, column_array, infer_schema, to_batch
 from deltaflow.schema.types import LogicalType, TableSchema, parse_type
 
 OID = bson.ObjectId("65a1b2c3d4e5f60718293a4b")
@@ -181,9 +181,12 @@ def test_parse_type_names_the_choices() -> None:
         parse_type("datetime")
 
 
-def test_conversion_goes_column_by_column_not_document_by_document() -> None:
-    # The plain path is one pa.array call per column: a column of plain values is never
-    # rebuilt value by value (the benchmark measures the speed; this pins the path).
+def test_conversion_goes_slice_by_slice_not_document_by_document(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The plain path is one struct conversion per slice of documents (ObjectIds in one
+    # pass of their own): nothing is rebuilt value by value (the benchmark measures the
+    # speed; this pins the path).
     calls: list[int] = []
     original = pa.array
 
@@ -191,14 +194,89 @@ def test_conversion_goes_column_by_column_not_document_by_document() -> None:
         calls.append(len(values) if isinstance(values, list) else -1)
         return original(values, *args, **kwargs)
 
-    documents = [{"_id": OID, "n": i, "s": str(i)} for i in range(1000)]
+    documents = [{"_id": bson.ObjectId(), "n": i, "s": str(i)} for i in range(1000)]
     schema = infer_schema(documents, Inference())
-    pa.array = counting  # type: ignore[assignment]
-    try:
-        to_batch(documents, schema)
-    finally:
-        pa.array = original
-    assert all(n == 1000 for n in calls if n > 0)  # no per-value calls
+    monkeypatch.setattr(pa, "array", counting)
+    out = to_batch(documents, schema)
+    monkeypatch.undo()
+    assert [n for n in calls if n > 0] == [SLICE, 1000 - SLICE]
+    assert out.batch.column("_id").to_pylist() == [str(d["_id"]) for d in documents]
+    assert out.batch.column("n").to_pylist() == list(range(1000))
+
+
+def nested(i: int) -> dict[str, Any]:
+    return {
+        "_id": bson.ObjectId.from_datetime(WHEN + dt.timedelta(seconds=i)),
+        "customer": {"name": f"c{i}", "address": {"city": "Köln", "zip": f"{i:05d}"}},
+        "items": [{"sku": f"s{k}", "qty": k, "price": k * 0.5} for k in range(i % 3)],
+        "tags": ["a", "b"][: i % 3],
+        "at": WHEN + dt.timedelta(milliseconds=i),
+        "n": i,
+        "ref": bson.ObjectId.from_datetime(WHEN),
+    }
+
+
+def test_documents_that_do_not_fit_are_found_in_any_slice_and_the_rest_is_kept() -> None:
+    documents = [nested(i) for i in range(3 * SLICE)]
+    schema = infer_schema(documents[:100], Inference())
+    documents[SLICE + 7]["items"] = [{"sku": "x", "qty": 1, "price": 1.0, "colour": "red"}]
+    documents[SLICE + 9]["customer"]["address"]["floor"] = 3
+    documents[2 * SLICE + 1]["n"] = "not a number"
+    documents[2 * SLICE + 2]["late"] = True
+
+    out = to_batch(documents, schema)
+
+    reasons = {d["n"] if isinstance(d["n"], int) else d["_id"]: r for d, r in out.rejected}
+    assert reasons == {
+        SLICE + 7: "items[]: fields colour are not in the inferred schema",
+        SLICE + 9: "customer.address: fields floor are not in the inferred schema",
+        documents[2 * SLICE + 1]["_id"]: 'n: "not a number" (string) is not int64',
+        2 * SLICE + 2: "fields late are not in the schema inferred from the sample",
+    }
+    kept = [
+        i for i in range(3 * SLICE) if i not in (SLICE + 7, SLICE + 9, 2 * SLICE + 1, 2 * SLICE + 2)
+    ]
+    assert out.batch.column("n").to_pylist() == kept
+    rows = out.batch.to_pylist()
+    assert rows[0]["_id"] == str(documents[0]["_id"])
+    assert rows[0]["ref"] == str(documents[0]["ref"])  # ObjectIds in a string column too
+    assert rows[5]["customer"] == {"address": {"city": "Köln", "zip": "00005"}, "name": "c5"}
+    assert rows[5]["items"] == [
+        {"price": 0.0, "qty": 0, "sku": "s0"},
+        {"price": 0.5, "qty": 1, "sku": "s1"},
+    ]
+    assert rows[5]["at"] == WHEN + dt.timedelta(milliseconds=5)
+
+
+def test_the_slice_path_and_the_column_path_give_the_same_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    documents = [nested(i) for i in range(2 * SLICE + 3)]
+    for i in range(0, len(documents), 50):
+        documents[i]["customer"] = None  # NULL structs and missing fields on both paths
+        del documents[i + 1]["tags"]
+    schema = infer_schema(documents, Inference())
+    to_batch(documents[:10], schema)  # learns that `ref` holds ObjectIds
+    assert mongodb._plan(schema).slow == {"_id", "ref"}
+    slow_slices: list[int] = []
+    original = mongodb._Plan.by_column
+
+    def counting(plan: Any, part: list[dict[str, Any]]) -> Any:
+        slow_slices.append(len(part))
+        return original(plan, part)
+
+    monkeypatch.setattr(mongodb._Plan, "by_column", counting)
+    fast = to_batch(documents, schema).batch
+    assert slow_slices == []
+    target = schema.to_arrow()
+    by_column = pa.RecordBatch.from_arrays(
+        [
+            column_array([d.get(c.name) for d in documents], c.type, f.type, c.name)[0]
+            for c, f in zip(schema.columns, target, strict=True)
+        ],
+        schema=target,
+    )
+    assert fast.equals(by_column)
 
 
 def test_an_objectid_cursor_window_is_pushed_down_as_objectids() -> None:
@@ -244,3 +322,33 @@ def test_an_objectid_cursor_follows_the_largest_id_in_the_stream() -> None:
     state = cursor.next_state()
     assert state is not None
     assert state.watermark == ids[0]  # the newest ObjectId
+
+
+def test_dates_decoded_without_a_timezone_are_the_same_utc_instants() -> None:
+    # The source's client decodes BSON dates as naive datetimes (they are UTC instants).
+    naive = WHEN.replace(tzinfo=None)
+    documents = [{"_id": 1, "at": naive, "when": naive}]
+    schema = infer_schema(documents, Inference(declared={"when": LogicalType("string")}))
+    (row,) = to_batch(documents, schema).batch.to_pylist()
+    assert row["at"] == WHEN
+    assert row["when"] == "2024-01-02T03:04:05.678000+00:00"
+
+
+def test_garbage_collection_is_held_off_only_while_a_batch_is_converted() -> None:
+    import gc
+
+    seen: list[bool] = []
+    schema = infer_schema([{"_id": 1}], Inference())
+    with mongodb.gc_paused():
+        seen.append(gc.isenabled())
+    seen.append(gc.isenabled())
+    to_batch([{"_id": 1}], schema)
+    seen.append(gc.isenabled())
+    gc.disable()
+    try:
+        with mongodb.gc_paused():
+            pass
+        seen.append(gc.isenabled())  # a caller's own pause is kept
+    finally:
+        gc.enable()
+    assert seen == [False, True, True, False]
