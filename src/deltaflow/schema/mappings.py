@@ -42,6 +42,11 @@ def quote_double(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def quote_single(text: str) -> str:
+    """A single-quoted SQL string literal; embedded quotes are doubled."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _decimal(t: LogicalType, m: TypeMapper) -> str:
     precision, scale = t.precision or 0, t.scale or 0
     if not precision or precision > 38:
