@@ -288,6 +288,34 @@ def test_the_duckdb_scanner_reads_exactly_what_adbc_reads(
     assert first[0]["tstz"].isoformat() == "2024-01-01T10:00:00.123456+00:00"
 
 
+def test_a_connection_lost_mid_read_is_a_clear_error(tmp_path: Path, pg_dsn: str) -> None:
+    from deltaflow.errors import SourceError
+
+    sql(
+        pg_dsn,
+        "CREATE TABLE lost AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 1000000) g",
+    )
+    source = PostgresSource(
+        PostgresConnection(type="postgres", dsn=pg_dsn),  # type: ignore[arg-type]
+        SourceSpec(connection="pg", table="lost"),
+        1000,
+        1,
+        RunResources(tmp_path, "r1"),
+    )
+    source.discover()
+    assert source.reader == "duckdb"
+    batches = source.read(source.splits()[0])
+    next(batches)
+    sql(
+        pg_dsn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE pid <> pg_backend_pid() AND query LIKE 'COPY (SELECT%lost%'",
+    )
+    with pytest.raises(SourceError, match="reading PostgreSQL stream 'lost' failed"):
+        for _ in batches:
+            pass
+
+
 def test_a_table_the_scanner_cannot_carry_is_read_with_adbc(tmp_path: Path, pg_dsn: str) -> None:
     sql(pg_dsn, "CREATE TABLE dated (id int PRIMARY KEY, day date, took interval)")
     sql(pg_dsn, "INSERT INTO dated VALUES (1, 'infinity', '1 day'), (2, '2024-02-29', NULL)")

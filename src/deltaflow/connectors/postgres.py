@@ -431,7 +431,7 @@ class PostgresSource:
             result = con.execute(f"SELECT * FROM postgres_query('pg', {statement})")
             for batch in result.to_arrow_reader(self.batch_size):
                 yield conform_batch(batch, target)
-        except duckdb.Error as exc:
+        except Exception as exc:  # duckdb.Error, and OSError for a lost connection
             raise SourceError(
                 f"reading PostgreSQL stream '{self.name}' failed: {redact(str(exc))}",
                 hint="check the SQL, the table and the connection",
