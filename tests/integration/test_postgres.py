@@ -223,19 +223,21 @@ CREATE TABLE public.scanned (
   id bigint PRIMARY KEY, s smallint, i integer, n12 numeric(12,2), n numeric,
   big numeric(40,5), r real, d double precision, b boolean, t text, v varchar(20),
   c char(3), u uuid, by bytea, tm time, ts timestamp, tstz timestamptz, j json,
-  jb jsonb, ai integer[], at text[], af float8[], m feeling, p pos
+  jb jsonb, ai integer[], at text[], af float8[], m feeling, p pos,
+  n38 numeric(38,10), n20 numeric(20,4)
 );
 INSERT INTO scanned VALUES
  (1, 1, 2, 12.30, 123456789012345678901234567890.123456789,
   123456789012345678901234567890123.12345, 1.5, 'NaN', true, 'héllo ✓ 日本', 'v', 'ab',
   'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff00', '23:59:59.999999',
   '2024-01-01 12:00:00.123456', '2024-01-01 12:00:00.123456+02', '{"a": 1}',
-  '{"b": [1, 2], "c": {"d": null}}', '{1,NULL,3}', '{}', '{NaN,-Infinity,0.5}', 'fine', 5),
+  '{"b": [1, 2], "c": {"d": null}}', '{1,NULL,3}', '{}', '{NaN,-Infinity,0.5}', 'fine', 5,
+  '-9999999999999999999999999999.9999999999', '1234567890123456.7891'),
  (2, -32768, -2147483648, -0.01, 'NaN', -0.00001, '-Infinity', 'Infinity', false, '', '',
   '', NULL, '', '00:00:00', '1970-01-01 00:00:00', '0001-01-01 00:00:00+00', 'null', '[]',
-  NULL, '{"a,b","c\\"d",NULL}', '{}', 'meh', 1),
+  NULL, '{"a,b","c\\"d",NULL}', '{}', 'meh', 1, '0.0000000001', '-0.0001'),
  (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 """
 
 
@@ -243,6 +245,7 @@ def test_the_duckdb_scanner_reads_exactly_what_adbc_reads(
     tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from deltaflow.connectors import postgres
+    from deltaflow.errors import SourceError
 
     sql(pg_dsn, SCANNED)
     sql(
@@ -286,6 +289,14 @@ def test_the_duckdb_scanner_reads_exactly_what_adbc_reads(
     assert first[1]["n"] == "NaN"
     assert first[0]["by"] == b"\x00\xff\x00"
     assert first[0]["tstz"].isoformat() == "2024-01-01T10:00:00.123456+00:00"
+    assert str(first[0]["n38"]) == "-9999999999999999999999999999.9999999999"
+    assert str(first[1]["n20"]) == "-0.0001"
+
+    # numeric(p,s) is decoded by the scanner, which would read NaN as 0: it stops instead
+    sql(pg_dsn, "UPDATE scanned SET n12 = 'NaN' WHERE id = 77")
+    monkeypatch.undo()
+    with pytest.raises(SourceError, match="NaN in numeric column n12 has no exact decimal"):
+        read(1)
 
 
 def test_a_connection_lost_mid_read_is_a_clear_error(tmp_path: Path, pg_dsn: str) -> None:

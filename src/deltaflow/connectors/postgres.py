@@ -320,12 +320,9 @@ class PostgresSource:
     def sql(self, split: Split | None = None, scanner: bool = False) -> str:
         """The statement that reads a split; ``scanner``: with the casts DuckDB's
         PostgreSQL scanner needs (see ``scanner_cast``)."""
-        casts = [scanner_cast(c) if scanner else c.read_as for c in self.columns]
         select = ", ".join(
-            f"{quote_double(c.name)}::{cast} AS {quote_double(c.name)}"
-            if cast
-            else quote_double(c.name)
-            for c, cast in zip(self.columns, casts, strict=True)
+            (scanner_select if scanner else _select)(c) + f" AS {quote_double(c.name)}"
+            for c in self.columns
         )
         window = self._window_predicate()
         if self.spec.query:
@@ -461,11 +458,38 @@ def scanner_cast(column: PgColumn) -> str | None:
         return column.read_as
     logical = column.logical
     if logical.kind == "decimal":
-        return "text"
+        return None if _exact_decimal(logical) else "text"
     if logical.kind == "list":
         item = logical.item
         return None if item is not None and item.kind in SCANNER_KINDS else NOT_CARRIED
     return None if logical.kind in SCANNER_KINDS else NOT_CARRIED
+
+
+def _exact_decimal(logical: LogicalType) -> bool:
+    """A numeric(p,s) the scanner decodes to DECIMAL(p,s) itself (p <= 38)."""
+    return logical.precision is not None and logical.precision <= 38
+
+
+def _select(column: PgColumn) -> str:
+    name = quote_double(column.name)
+    return f"{name}::{column.read_as}" if column.read_as else name
+
+
+def scanner_select(column: PgColumn) -> str:
+    """How the scanner's statement selects ``column``. A numeric(p,s) is decoded by the
+    scanner, which would read a NaN as 0: a NaN stops the read instead, with an error
+    that names the column (the text is built per row, so PostgreSQL cannot fold it)."""
+    name = quote_double(column.name)
+    cast = scanner_cast(column)
+    if cast:
+        return f"{name}::{cast}"
+    if column.logical.kind == "decimal":
+        message = f" in numeric column {column.name} has no exact decimal form"
+        return (
+            f"(CASE WHEN {name} = 'NaN' THEN ({name}::text || {quote_single(message)})::numeric"
+            f" ELSE {name} END)::{column.pg_type}"
+        )
+    return name
 
 
 @functools.cache
