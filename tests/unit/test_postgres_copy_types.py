@@ -41,3 +41,33 @@ def test_jsonb_binary_prefixes_the_version_byte_and_keeps_nulls() -> None:
 
     assert out.column("j").to_pylist() == [b'\x01{"a": 1}', None]
     assert out.column("n").to_pylist() == [1, 2]
+
+
+def test_a_scanner_error_never_shows_the_password(tmp_path: object) -> None:
+    # DuckDB's PostgreSQL scanner puts the whole connection URI in its errors.
+    from pathlib import Path
+
+    from deltaflow.config.connections import PostgresConnection
+    from deltaflow.config.models import SourceSpec
+    from deltaflow.connectors.base import RunResources, Split
+    from deltaflow.connectors.postgres import PostgresSource, scanner_extension
+    from deltaflow.errors import SourceError
+
+    assert scanner_extension() is not None  # the postgres extra installs it
+    conn = PostgresConnection.model_validate(
+        {"type": "postgres", "host": "127.0.0.1", "port": 1, "user": "u", "password": "pw-7Qx9"}
+    )
+    source = PostgresSource(
+        conn,
+        SourceSpec(connection="pg", table="t"),
+        1000,
+        1,
+        RunResources(Path(str(tmp_path)), "r"),
+    )
+    source.columns = [PgColumn("id", LogicalType("int64"), False, "bigint", None)]
+    assert source.reader == "duckdb"
+    with pytest.raises(SourceError) as caught:
+        list(source.read(Split(0)))
+    assert "Unable to connect to Postgres" in str(caught.value)
+    assert "pw-7Qx9" not in str(caught.value)
+    assert caught.value.__suppress_context__  # DuckDB's own error is never printed

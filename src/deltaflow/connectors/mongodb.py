@@ -226,7 +226,6 @@ def _resolve(node: _Node, path: str, depth: int, how: Inference) -> LogicalType:
 #: checks have just walked are still in the CPU cache when pyarrow converts them (on the
 #: nested benchmark shape 512 converts ~1.5x faster than 65,536 at once)
 SLICE = 512
-INFERRED = "inferred from the sample"
 #: kinds pyarrow takes as pymongo decodes them (ObjectId, Decimal128, UUID ... are not)
 DIRECT_KINDS = frozenset({"int64", "float64", "boolean", "string", "timestamp", "binary"})
 
@@ -369,12 +368,13 @@ class _Plan:
         return pa.StructArray.from_arrays(arrays, fields=list(self.struct)), bad
 
     def unknown_fields(self, part: list[dict[str, Any]]) -> list[tuple[int, str]]:
-        known = self.known
-        return [
-            (i, f"fields {', '.join(sorted(set(d) - known))} are not in the schema {INFERRED}")
-            for i, d in enumerate(part)
-            if not known.issuperset(d)
-        ]
+        """(position, reason) of the documents with top-level fields the schema lacks."""
+        bad = []
+        for i, document in enumerate(part):
+            if not self.known.issuperset(document):
+                extra = ", ".join(sorted(set(document) - self.known))
+                bad.append((i, f"fields {extra} are not in the schema inferred from the sample"))
+        return bad
 
 
 _PLANS: dict[TableSchema, _Plan] = {}
@@ -383,6 +383,8 @@ _PLANS: dict[TableSchema, _Plan] = {}
 def _plan(schema: TableSchema) -> _Plan:
     plan = _PLANS.get(schema)
     if plan is None:
+        if len(_PLANS) >= 64:  # a long-lived process meets many schemas: keep a few
+            _PLANS.clear()
         plan = _PLANS[schema] = _Plan(schema)
     return plan
 
