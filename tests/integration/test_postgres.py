@@ -253,10 +253,10 @@ def test_the_duckdb_scanner_reads_exactly_what_adbc_reads(
         "INSERT INTO scanned (id, t) SELECT g, md5(g::text) FROM generate_series(4, 50000) g",
     )
 
-    def read(splits: int) -> tuple[str, object]:
+    def read(splits: int, **spec: str) -> tuple[str, object]:
         source = PostgresSource(
             PostgresConnection(type="postgres", dsn=pg_dsn),  # type: ignore[arg-type]
-            SourceSpec(connection="pg", table="scanned", splits=splits),
+            SourceSpec(connection="pg", splits=splits, **(spec or {"table": "scanned"})),
             4096,
             splits,
             RunResources(tmp_path, "r1"),
@@ -268,11 +268,18 @@ def test_the_duckdb_scanner_reads_exactly_what_adbc_reads(
 
         return source.reader, pa.Table.from_batches(batches).sort_by("id")
 
+    query = "SELECT id, n12, n20, n38, n FROM scanned"  # types from a result, not the catalog
     reader, scanned = read(2)
     assert reader == "duckdb"
+    assert read(1, query=query)[0] == "duckdb"
+    scanned_query = read(1, query=query)[1]
     monkeypatch.setattr(postgres, "scanner_extension", lambda: None)
     reader, adbc = read(2)
     assert reader == "adbc"
+    adbc_query = read(1, query=query)[1]
+    assert scanned_query.select(["id", "n12", "n20", "n38"]).equals(  # type: ignore[attr-defined]
+        adbc_query.select(["id", "n12", "n20", "n38"])  # type: ignore[attr-defined]
+    )
 
     assert scanned.schema == adbc.schema
     assert scanned.num_rows == 50_000
@@ -325,6 +332,37 @@ def test_a_connection_lost_mid_read_is_a_clear_error(tmp_path: Path, pg_dsn: str
     with pytest.raises(SourceError, match="reading PostgreSQL stream 'lost' failed"):
         for _ in batches:
             pass
+
+
+def test_a_scanner_read_stopped_early_cancels_its_copy(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the cancel, the rollback would read the rest of the COPY stream first.
+    sql(pg_dsn, "CREATE TABLE early AS SELECT g AS id FROM generate_series(1, 200000) g")
+    cancelled: list[int] = []
+    cancel = PostgresSource._cancel
+
+    def counting(self: PostgresSource, backend: int) -> None:
+        cancelled.append(backend)
+        cancel(self, backend)
+
+    monkeypatch.setattr(PostgresSource, "_cancel", counting)
+    source = PostgresSource(
+        PostgresConnection(type="postgres", dsn=pg_dsn),  # type: ignore[arg-type]
+        SourceSpec(connection="pg", table="early"),
+        1000,
+        1,
+        RunResources(tmp_path, "r1"),
+    )
+    source.discover()
+    batches = source.read(source.splits()[0])
+    next(batches)
+    batches.close()
+    assert len(cancelled) == 1
+    assert cancelled[0] > 0
+    whole = sum(b.num_rows for b in source.read(source.splits()[0]))  # read to the end:
+    assert whole == 200_000
+    assert len(cancelled) == 1  # nothing to cancel
 
 
 def test_a_table_the_scanner_cannot_carry_is_read_with_adbc(tmp_path: Path, pg_dsn: str) -> None:

@@ -352,3 +352,41 @@ def test_garbage_collection_is_held_off_only_while_a_batch_is_converted() -> Non
     finally:
         gc.enable()
     assert seen == [False, True, True, False]
+
+
+def test_unknown_fields_inside_lists_of_lists_are_quarantined() -> None:
+    documents = [{"_id": i, "grid": [[{"x": i}], [{"x": -i}]]} for i in range(3)]
+    schema = infer_schema(documents, Inference())
+    documents[1]["grid"][1][0]["y"] = 5
+
+    out = to_batch(documents, schema)
+
+    assert out.batch.column("_id").to_pylist() == [0, 2]
+    ((document, reason),) = out.rejected
+    assert document["_id"] == 1
+    assert reason == "grid[][]: fields y are not in the inferred schema"
+
+
+def test_readers_in_several_threads_pause_garbage_collection_together() -> None:
+    import gc
+    import threading
+
+    entered, release_first, first_left = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def first() -> None:
+        with mongodb.gc_paused():
+            entered.set()
+            release_first.wait(5)
+        first_left.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    entered.wait(5)
+    with mongodb.gc_paused():
+        release_first.set()
+        first_left.wait(5)
+        seen.append(gc.isenabled())  # the first reader left; this one still pauses
+    thread.join(5)
+    seen.append(gc.isenabled())
+    assert seen == [False, True]

@@ -4,10 +4,10 @@ A source reads one collection (``filter``, ``projection``, ``sort``) or the resu
 aggregation ``pipeline``. Its schema is inferred from a sample (``infer_schema``): the
 union of the BSON types seen at each field path, mapped by
 ``deltaflow.schema.mappings.MONGODB_LOGICAL``. Documents are decoded by pymongo's C
-extension and turned into Arrow column by column (``to_batch``): one ``pa.array`` call
-per column on the plain path, value by value only for a column that needs it. A document
-that a column cannot hold, or that has a field the schema does not know, goes to
-quarantine with its ``_id`` and the reason; it is never dropped.
+extension and turned into Arrow 512 at a time (``to_batch``): the plain columns in one
+struct conversion, the others column by column, value by value only for a column that
+needs it. A document that a column cannot hold, or that has a field the schema does not
+know, goes to quarantine with its ``_id`` and the reason; it is never dropped.
 
 An unsorted collection read is cut into ``_id`` ranges at plan time, read in parallel.
 """
@@ -226,6 +226,7 @@ def _resolve(node: _Node, path: str, depth: int, how: Inference) -> LogicalType:
 #: checks have just walked are still in the CPU cache when pyarrow converts them (on the
 #: nested benchmark shape 512 converts ~1.5x faster than 65,536 at once)
 SLICE = 512
+NESTED = ("struct", "list")
 #: kinds pyarrow takes as pymongo decodes them (ObjectId, Decimal128, UUID ... are not)
 DIRECT_KINDS = frozenset({"int64", "float64", "boolean", "string", "timestamp", "binary"})
 
@@ -254,16 +255,20 @@ def to_batch(documents: list[dict[str, Any]], schema: TableSchema) -> Converted:
 def _to_batch(documents: list[dict[str, Any]], schema: TableSchema) -> Converted:
     import pyarrow as pa
 
-    plan = _plan(schema)
-    slices: list[pa.RecordBatch] = []
-    failures: dict[int, str] = {}
-    for start in range(0, len(documents), SLICE):
-        batch, bad = plan.convert(documents[start : start + SLICE])
-        if _PLANS[schema] is not plan:  # a column moved off the struct conversion
-            return _to_batch(documents, schema)
-        slices.append(batch)
-        for i, reason in bad:
-            failures.setdefault(start + i, reason)
+    while True:  # again from the start when a column moves off the struct conversion
+        plan = _plan(schema)
+        slices: list[pa.RecordBatch] = []
+        failures: dict[int, str] = {}
+        for start in range(0, len(documents), SLICE):
+            batch, bad, moved = plan.convert(documents[start : start + SLICE])
+            if moved:
+                _demote(schema, moved)
+                break
+            slices.append(batch)
+            for i, reason in bad:
+                failures.setdefault(start + i, reason)
+        else:
+            break
     if not slices:
         return Converted(pa.RecordBatch.from_pylist([], schema=plan.target), [])
     batch = pa.concat_batches(slices)  # type: ignore[attr-defined]
@@ -279,14 +284,27 @@ def gc_paused() -> Iterator[None]:
     """Cyclic garbage collection held off while a batch of documents is decoded and
     converted. Decoded documents hold no reference cycles (reference counting frees
     them); a collection in the middle only walks the whole batch again, which cost the
-    nested benchmark shape ~15 % of its conversion time and decoding several times over."""
-    enabled = gc.isenabled()
-    gc.disable()
+    nested benchmark shape ~15 % of its conversion time and decoding several times over.
+    Readers in several threads pause together: the first saves the state, the last one
+    out restores it."""
+    global _GC_PAUSES, _GC_WAS_ENABLED
+    with _GC_LOCK:
+        if _GC_PAUSES == 0:
+            _GC_WAS_ENABLED = gc.isenabled()
+            gc.disable()
+        _GC_PAUSES += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _GC_LOCK:
+            _GC_PAUSES -= 1
+            if _GC_PAUSES == 0 and _GC_WAS_ENABLED:
+                gc.enable()
+
+
+_GC_LOCK = threading.Lock()
+_GC_PAUSES = 0
+_GC_WAS_ENABLED = True
 
 
 class _Plan:
@@ -309,17 +327,23 @@ class _Plan:
         self.struct = pa.struct([f for _, f in direct])
         self.other = tuple(other)
         self.known = frozenset(schema.names)
-        self.nested = tuple(c for c in self.direct if c.type.kind in ("struct", "list"))
+        self.nested = tuple(c for c in self.direct if c.type.kind in NESTED)
 
-    def convert(self, part: list[dict[str, Any]]) -> tuple[pa.RecordBatch, list[tuple[int, str]]]:
-        """One slice as a record batch (NULL where a document does not fit), and the
-        documents that do not fit, with the reason."""
+    def convert(
+        self, part: list[dict[str, Any]]
+    ) -> tuple[pa.RecordBatch, list[tuple[int, str]], set[str]]:
+        """One slice as a record batch (NULL where a document does not fit), the
+        documents that do not fit with the reason, and the direct columns that need their
+        values made plain first (when there are any, the batch is not to be used)."""
         import pyarrow as pa
 
         bad: list[tuple[int, str]] = []
+        moved: set[str] = set()
         direct = self.fast(part)
         if direct is None:
-            direct, bad = self.by_column(part)
+            direct, bad, moved = self.by_column(part)
+            if moved:
+                return pa.RecordBatch.from_pylist([], schema=self.target), [], moved
         arrays = {c.name: direct.field(i) for i, c in enumerate(self.direct)}
         for column, wanted in self.other:
             values = list(map(dict.get, part, itertools.repeat(column.name)))
@@ -329,7 +353,7 @@ class _Plan:
                 bad += found
             arrays[column.name] = array
         columns = [arrays[n] for n in self.schema.names]
-        return pa.RecordBatch.from_arrays(columns, schema=self.target), bad
+        return pa.RecordBatch.from_arrays(columns, schema=self.target), bad, moved
 
     def fast(self, part: list[dict[str, Any]]) -> pa.StructArray | None:
         """The direct columns of these documents, or None when a document has a field
@@ -346,26 +370,26 @@ class _Plan:
         except _arrow_errors():
             return None
 
-    def by_column(self, part: list[dict[str, Any]]) -> tuple[pa.StructArray, list[tuple[int, str]]]:
-        """The direct columns one by one, with the documents that do not fit. A column
-        that needed its values made plain first (ObjectIds in a string column, ...) is
-        converted column by column from now on."""
+    def by_column(
+        self, part: list[dict[str, Any]]
+    ) -> tuple[pa.StructArray, list[tuple[int, str]], set[str]]:
+        """The direct columns one by one, with the documents that do not fit, and the
+        columns whose values had to be made plain first (ObjectIds in a string column,
+        ...): those belong with the other columns."""
         import pyarrow as pa
 
         bad = self.unknown_fields(part)
-        arrays, needs_plain = [], set()
+        arrays, moved = [], set()
         for column, wanted in zip(self.direct, self.struct, strict=True):
             values = [d.get(column.name) for d in part]
-            array, found, plain = column_array(values, column.type, wanted.type, column.name)
-            if not plain and not found:
-                needs_plain.add(column.name)
+            array, found, as_is = column_array(values, column.type, wanted.type, column.name)
+            if not as_is and not found:
+                moved.add(column.name)
             bad += found
             arrays.append(array)
-        if needs_plain:
-            _PLANS[self.schema] = _Plan(self.schema, self.slow | needs_plain)
         if not arrays:
-            return pa.array(part, self.struct), bad  # type: ignore[return-value]
-        return pa.StructArray.from_arrays(arrays, fields=list(self.struct)), bad
+            return pa.array(part, self.struct), bad, moved  # type: ignore[return-value]
+        return pa.StructArray.from_arrays(arrays, fields=list(self.struct)), bad, moved
 
     def unknown_fields(self, part: list[dict[str, Any]]) -> list[tuple[int, str]]:
         """(position, reason) of the documents with top-level fields the schema lacks."""
@@ -380,13 +404,26 @@ class _Plan:
 _PLANS: dict[TableSchema, _Plan] = {}
 
 
+_PLANS_LOCK = threading.Lock()
+
+
 def _plan(schema: TableSchema) -> _Plan:
-    plan = _PLANS.get(schema)
-    if plan is None:
-        if len(_PLANS) >= 64:  # a long-lived process meets many schemas: keep a few
-            _PLANS.clear()
-        plan = _PLANS[schema] = _Plan(schema)
-    return plan
+    with _PLANS_LOCK:
+        plan = _PLANS.get(schema)
+        if plan is None:
+            if len(_PLANS) >= 64:  # a long-lived process meets many schemas: keep a few
+                _PLANS.clear()
+            plan = _PLANS[schema] = _Plan(schema)
+        return plan
+
+
+def _demote(schema: TableSchema, columns: set[str]) -> None:
+    """Convert these columns column by column from now on (merged with what other
+    readers of the schema found)."""
+    with _PLANS_LOCK:
+        current = _PLANS.get(schema)
+        slow = current.slow if current is not None else frozenset()
+        _PLANS[schema] = _Plan(schema, slow | columns)
 
 
 def _direct(logical: LogicalType) -> bool:
@@ -411,11 +448,11 @@ def _fits(values: Iterable[Any], logical: LogicalType) -> bool:
     return all(
         _fits(map(dict.get, present, itertools.repeat(c.name)), c.type)
         for c in logical.fields
-        if c.type.kind in ("struct", "list")
+        if c.type.kind in NESTED
     )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)
 def _field_names(logical: LogicalType) -> frozenset[str]:
     return frozenset(c.name for c in logical.fields)
 
@@ -453,7 +490,7 @@ def column_array(
     values: list[Any], logical: LogicalType, dtype: pa.DataType, path: str
 ) -> tuple[pa.Array[Any], list[tuple[int, str]], bool]:
     """One column: the values as ``dtype``, (position, reason) of those it cannot hold
-    (NULL in the array), and whether pyarrow took the values as they were. Plain values
+    (NULL in the array), and whether pyarrow took the values as they were (``as_is``). Plain values
     take one ``pa.array`` call; BSON types (ObjectId, Decimal128, ...) are made plain
     first; only a column that still fails is converted value by value."""
     import pyarrow as pa
@@ -488,7 +525,7 @@ def _unknown_fields(values: list[Any], logical: LogicalType, path: str) -> list[
     """Where a document holds a sub-document field the struct does not know (pyarrow
     would drop it without a word). Works on whole columns: the items of every list are
     checked in one pass, with the position of the document they belong to."""
-    if logical.kind == "list" and logical.item is not None and logical.item.kind == "struct":
+    if logical.kind == "list" and logical.item is not None and logical.item.kind in NESTED:
         owners = [i for i, items in enumerate(values) if isinstance(items, list) for _ in items]
         items = [item for v in values if isinstance(v, list) for item in v]
         found = _unknown_fields(items, logical.item, f"{path}[]")
@@ -503,7 +540,7 @@ def _unknown_fields(values: list[Any], logical: LogicalType, path: str) -> list[
         if v.__class__ is dict and not fits(v)
     ]
     for column in logical.fields:
-        if column.type.kind in ("struct", "list"):
+        if column.type.kind in NESTED:
             name = column.name
             inner = [v.get(name) if v.__class__ is dict else None for v in values]
             bad += _unknown_fields(inner, column.type, f"{path}.{name}")

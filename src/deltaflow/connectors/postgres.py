@@ -412,7 +412,7 @@ class PostgresSource:
         if password:
             remember(password)
         con = duckdb.connect(config={"threads": 1})
-        began = False
+        began, backend, finished = False, None, False
         try:
             con.execute(f"LOAD {quote_single(str(scanner_extension()))}")
             con.execute(f"ATTACH {quote_single(uri)} AS pg (TYPE postgres, READ_ONLY)")
@@ -424,20 +424,30 @@ class PostgresSource:
                     f"SET TRANSACTION SNAPSHOT '{self.snapshot}'"
                 )
                 con.execute(f"CALL postgres_execute('pg', {quote_single(setup)})")
+            backend = _scalar(con, "SELECT * FROM postgres_query('pg', 'SELECT pg_backend_pid()')")
             statement = quote_single(self.sql(split, scanner=True))
             result = con.execute(f"SELECT * FROM postgres_query('pg', {statement})")
             for batch in result.to_arrow_reader(self.batch_size):
                 yield conform_batch(batch, target)
+            finished = True
         except Exception as exc:  # duckdb.Error, and OSError for a lost connection
+            message = redact(str(exc).replace(uri, "the connection's URI"))
             raise SourceError(
-                f"reading PostgreSQL stream '{self.name}' failed: {redact(str(exc))}",
+                f"reading PostgreSQL stream '{self.name}' failed: {message}",
                 hint="check the SQL, the table and the connection",
             ) from None
         finally:
+            if backend is not None and not finished:  # stopped early: end the COPY, the
+                self._cancel(int(backend))  # rollback would otherwise read all of it
             if began:  # while the server is there: DuckDB would abort on a dead one later
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
             con.close()
+
+    def _cancel(self, backend: int) -> None:
+        with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
+            _fetch(cur, "SELECT pg_cancel_backend($1::int)", (backend,))
+            db.rollback()
 
 
 #: returned by ``scanner_cast`` for a column DuckDB's scanner would not carry exactly
@@ -483,13 +493,19 @@ def scanner_select(column: PgColumn) -> str:
     cast = scanner_cast(column)
     if cast:
         return f"{name}::{cast}"
-    if column.logical.kind == "decimal":
+    logical = column.logical
+    if logical.kind == "decimal":
         message = f" in numeric column {column.name} has no exact decimal form"
         return (
-            f"(CASE WHEN {name} = 'NaN' THEN ({name}::text || {quote_single(message)})::numeric"
-            f" ELSE {name} END)::{column.pg_type}"
+            f"(CASE WHEN {name} = 'NaN' THEN ({name}::text || {_escaped(message)})::numeric"
+            f" ELSE {name} END)::numeric({logical.precision},{logical.scale or 0})"
         )
     return name
+
+
+def _escaped(text: str) -> str:
+    """An E'' string literal: safe whatever ``standard_conforming_strings`` says."""
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 @functools.cache
@@ -511,6 +527,11 @@ def scanner_extension() -> str | None:
         log.info("no PostgreSQL scanner for DuckDB %s: reading with ADBC", duckdb.__version__)
         return None
     return str(path)
+
+
+def _scalar(con: Any, sql: str) -> Any:
+    row = con.execute(sql).fetchone()
+    return row[0] if row else None
 
 
 def _execute(cur: Any, sql: str, params: list[Any]) -> None:
