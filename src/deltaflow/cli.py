@@ -57,6 +57,19 @@ app.add_typer(metrics_app, name="metrics")
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
+PipelineArgument = Annotated[
+    str, typer.Argument(help="Pipeline file, or pipeline id (looked up under --configs).")
+]
+ConfigsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where pipeline ids are looked up \\[default: ./configs, else .].", show_default=False
+    ),
+]
+VarOption = Annotated[
+    list[str] | None,
+    typer.Option("--var", help="Set a variable, NAME=VALUE; repeatable; wins over the file."),
+]
 MetadataOption = Annotated[
     Path | None,
     typer.Option(
@@ -105,17 +118,8 @@ def run(
             help="Pipeline file, or pipeline id: 'orders' finds **/orders.yml under --configs."
         ),
     ],
-    var: Annotated[
-        list[str] | None,
-        typer.Option("--var", help="Set a variable, NAME=VALUE; repeatable; wins over the file."),
-    ] = None,
-    configs: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where pipeline ids are looked up \\[default: ./configs, else .].",
-            show_default=False,
-        ),
-    ] = None,
+    var: VarOption = None,
+    configs: ConfigsOption = None,
     step: Annotated[
         list[str] | None, typer.Option("--step", help="Run only this step; repeatable.")
     ] = None,
@@ -211,20 +215,9 @@ def run(
 
 @app.command()
 def check(
-    pipeline: Annotated[
-        str, typer.Argument(help="Pipeline file, or pipeline id (looked up under --configs).")
-    ],
-    var: Annotated[
-        list[str] | None,
-        typer.Option("--var", help="Set a variable, NAME=VALUE; repeatable; wins over the file."),
-    ] = None,
-    configs: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where pipeline ids are looked up \\[default: ./configs, else .].",
-            show_default=False,
-        ),
-    ] = None,
+    pipeline: PipelineArgument,
+    var: VarOption = None,
+    configs: ConfigsOption = None,
     step: Annotated[
         list[str] | None, typer.Option("--step", help="Only this quality step; repeatable.")
     ] = None,
@@ -606,16 +599,6 @@ def _print_checks(steps: list[StepRecord]) -> None:
 
 
 # --------------------------------------------------------------------------- state
-
-PipelineArgument = Annotated[
-    str, typer.Argument(help="Pipeline file, or pipeline id (looked up under --configs).")
-]
-ConfigsOption = Annotated[
-    Path | None,
-    typer.Option(
-        help="Where pipeline ids are looked up \\[default: ./configs, else .].", show_default=False
-    ),
-]
 
 
 def _loaded(pipeline: str, configs: Path | None) -> Any:
