@@ -9,24 +9,18 @@ channel to the emulator's gRPC port).
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support import free_port, stop, wait_for_ports
+
 ROOT = Path(__file__).resolve().parents[2]
 EMULATOR = ROOT / ".venv-bq" / "bin" / "local-bigquery"
 PROJECT = "test-project"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -70,7 +64,7 @@ def running_bigquery(timeout: float = 60.0) -> Iterator[BigQueryEmulator]:
         raise RuntimeError(
             f"BigQuery emulator not found at {EMULATOR}; run scripts/setup-bigquery-emulator"
         )
-    port, grpc_port = _free_port(), _free_port()
+    port, grpc_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="deltaflow-bq-") as data:
         log = Path(data) / "emulator.log"
         with log.open("wb") as out:
@@ -85,31 +79,7 @@ def running_bigquery(timeout: float = 60.0) -> Iterator[BigQueryEmulator]:
                 stderr=subprocess.STDOUT,
             )
         try:
-            _wait_for(process, port, grpc_port, timeout, log)
+            wait_for_ports("the BigQuery emulator", [port, grpc_port], timeout, process, log)
             yield BigQueryEmulator(port, grpc_port)
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_for(
-    process: subprocess.Popen[bytes], port: int, grpc_port: int, timeout: float, log: Path
-) -> None:
-    """Until both ports accept connections (the emulator has no health route)."""
-    deadline = time.monotonic() + timeout
-    pending = [port, grpc_port]
-    while pending:
-        if process.poll() is not None:
-            raise RuntimeError(f"the BigQuery emulator exited:\n{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the BigQuery emulator did not start in {timeout:.0f} s")
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", pending[0])) == 0:
-                pending.pop(0)
-                continue
-        time.sleep(0.1)
+            stop(process)

@@ -11,20 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support import free_port, stop, wait_for_ports
 
 
 @dataclass
@@ -45,7 +39,7 @@ def _executable() -> str:
 
 @contextlib.contextmanager
 def running_mongodb(timeout: float = 30.0) -> Iterator[MongoServer]:
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="deltaflow-mongo-") as work:
         log = Path(work) / "server.log"
         command = [
@@ -56,22 +50,7 @@ def running_mongodb(timeout: float = 30.0) -> Iterator[MongoServer]:
         with (Path(work) / "out.log").open("wb") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"nx-27017 exited: {(Path(work) / 'out.log').read_text()}")
-                with socket.socket() as s:
-                    s.settimeout(0.5)
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"nx-27017 did not start in {timeout:.0f} s")
-                time.sleep(0.1)
+            wait_for_ports("nx-27017", [port], timeout, process, Path(work) / "out.log")
             yield MongoServer(port)
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)

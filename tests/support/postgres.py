@@ -8,13 +8,13 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support import free_port, wait_for_ports
 
 
 def _bin_dir() -> Path:
@@ -28,12 +28,6 @@ def _bin_dir() -> Path:
         "PostgreSQL server binaries not found; scripts/setup installs them "
         "(Debian package 'postgresql')"
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -54,7 +48,7 @@ def running_postgres() -> Iterator[PostgresServer]:
     if run_as:
         shutil.chown(root, user=run_as)
         root.chmod(0o700)
-    port = _free_port()
+    port = free_port()
     _run(
         [
             str(bin_dir / "initdb"),
@@ -105,7 +99,7 @@ def running_postgres() -> Iterator[PostgresServer]:
         run_as,
     )
     try:
-        _wait(port)
+        wait_for_ports("PostgreSQL", [port], 30.0)
         yield PostgresServer(port)
     finally:
         subprocess.run(
@@ -123,12 +117,3 @@ def _run(command: list[str], user: str | None) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:1])} failed:\n{result.stdout}\n{result.stderr}")
-
-
-def _wait(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"PostgreSQL did not start on port {port}")
