@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import psycopg
+import pyarrow as pa
 import pytest
 
 from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
@@ -77,6 +78,21 @@ def files_to_pg(dsn: str, steps: str) -> str:
 def as_text(dsn: str, table: str, columns: list[str]) -> list[tuple[object, ...]]:
     select = ", ".join(f"{c}::jsonb::text" if c in ("j", "jb") else f"{c}::text" for c in columns)
     return sql(dsn, f"SELECT {select} FROM {table} ORDER BY id")
+
+
+def pg_source(
+    pg_dsn: str, tmp_path: Path, batch_size: int = 4096, splits: int = 1, **spec: str
+) -> PostgresSource:
+    """A PostgreSQL source over ``spec`` (a table or a query), discovered."""
+    source = PostgresSource(
+        PostgresConnection(type="postgres", dsn=pg_dsn),  # type: ignore[arg-type]
+        SourceSpec(connection="pg", splits=splits, **spec),  # type: ignore[arg-type]
+        batch_size,
+        splits,
+        RunResources(tmp_path, "r1"),
+    )
+    source.discover()
+    return source
 
 
 def test_every_type_round_trips_postgres_to_duckdb_to_postgres(
@@ -200,14 +216,7 @@ def test_parallel_ctid_splits_read_every_row_once(tmp_path: Path, pg_dsn: str) -
         pg_dsn,
         "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 200000) g",
     )
-    source = PostgresSource(
-        PostgresConnection(type="postgres", dsn=pg_dsn),  # type: ignore[arg-type]
-        SourceSpec(connection="pg", table="big", splits=4),
-        10_000,
-        4,
-        RunResources(tmp_path, "r1"),
-    )
-    source.discover()
+    source = pg_source(pg_dsn, tmp_path, 10_000, table="big", splits=4)
     splits = source.splits()
     ids = [i for split in splits for b in source.read(split) for i in b.column("id").to_pylist()]
     RunResources.close(source.resources)
@@ -254,25 +263,16 @@ def test_the_duckdb_scanner_reads_exactly_what_adbc_reads(
     )
 
     def read(splits: int, **spec: str) -> tuple[str, object]:
-        source = PostgresSource(
-            PostgresConnection(type="postgres", dsn=pg_dsn),  # type: ignore[arg-type]
-            SourceSpec(connection="pg", splits=splits, **(spec or {"table": "scanned"})),
-            4096,
-            splits,
-            RunResources(tmp_path, "r1"),
-        )
-        source.discover()
+        source = pg_source(pg_dsn, tmp_path, splits=splits, **(spec or {"table": "scanned"}))
         batches = [b for split in source.splits() for b in source.read(split)]
         RunResources.close(source.resources)
-        import pyarrow as pa
-
         return source.reader, pa.Table.from_batches(batches).sort_by("id")
 
     query = "SELECT id, n12, n20, n38, n FROM scanned"  # types from a result, not the catalog
     reader, scanned = read(2)
     assert reader == "duckdb"
-    assert read(1, query=query)[0] == "duckdb"
-    scanned_query = read(1, query=query)[1]
+    query_reader, scanned_query = read(1, query=query)
+    assert query_reader == "duckdb"
     monkeypatch.setattr(postgres, "scanner_extension", lambda: None)
     reader, adbc = read(2)
     assert reader == "adbc"
@@ -313,14 +313,7 @@ def test_a_connection_lost_mid_read_is_a_clear_error(tmp_path: Path, pg_dsn: str
         pg_dsn,
         "CREATE TABLE lost AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 1000000) g",
     )
-    source = PostgresSource(
-        PostgresConnection(type="postgres", dsn=pg_dsn),  # type: ignore[arg-type]
-        SourceSpec(connection="pg", table="lost"),
-        1000,
-        1,
-        RunResources(tmp_path, "r1"),
-    )
-    source.discover()
+    source = pg_source(pg_dsn, tmp_path, 1000, table="lost")
     assert source.reader == "duckdb"
     batches = source.read(source.splits()[0])
     next(batches)
@@ -347,14 +340,7 @@ def test_a_scanner_read_stopped_early_cancels_its_copy(
         cancel(self, backend)
 
     monkeypatch.setattr(PostgresSource, "_cancel", counting)
-    source = PostgresSource(
-        PostgresConnection(type="postgres", dsn=pg_dsn),  # type: ignore[arg-type]
-        SourceSpec(connection="pg", table="early"),
-        1000,
-        1,
-        RunResources(tmp_path, "r1"),
-    )
-    source.discover()
+    source = pg_source(pg_dsn, tmp_path, 1000, table="early")
     batches = source.read(source.splits()[0])
     next(batches)
     batches.close()
@@ -368,14 +354,7 @@ def test_a_scanner_read_stopped_early_cancels_its_copy(
 def test_a_table_the_scanner_cannot_carry_is_read_with_adbc(tmp_path: Path, pg_dsn: str) -> None:
     sql(pg_dsn, "CREATE TABLE dated (id int PRIMARY KEY, day date, took interval)")
     sql(pg_dsn, "INSERT INTO dated VALUES (1, 'infinity', '1 day'), (2, '2024-02-29', NULL)")
-    source = PostgresSource(
-        PostgresConnection(type="postgres", dsn=pg_dsn),  # type: ignore[arg-type]
-        SourceSpec(connection="pg", table="dated"),
-        4096,
-        1,
-        RunResources(tmp_path, "r1"),
-    )
-    source.discover()
+    source = pg_source(pg_dsn, tmp_path, table="dated")
     assert source.reader == "adbc"
     ids = [i for split in source.splits() for b in source.read(split) for i in b["id"].to_pylist()]
     assert ids == [1, 2]
