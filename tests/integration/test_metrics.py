@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,8 @@ from typing import Any
 import duckdb
 import psycopg
 import pytest
+
+from tests.support.cli import run_cli
 
 # The seed's examples (section 12), as written there: BigQuery SQL, placeholders.
 COUNT = {
@@ -106,14 +106,7 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path, pg_dsn: str) -> Wa
 
 
 def metrics(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "deltaflow", "metrics", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        check=False,
-    )
+    return run_cli(tmp_path, "metrics", *args)
 
 
 def test_the_seed_metrics_run_exactly_once_per_date_with_a_record_each(

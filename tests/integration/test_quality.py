@@ -15,6 +15,7 @@ import pytest
 
 from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
 from deltaflow.orchestration.runner import RunResult
+from tests.support.cli import run_cli
 
 NOW = dt.datetime.now(dt.UTC)
 OLD = NOW - dt.timedelta(days=3)
@@ -183,9 +184,7 @@ def test_a_check_that_cannot_run_is_errored_and_names_the_problem(
 def test_deltaflow_check_runs_only_the_checks_and_runs_show_lists_them(
     tmp_path: Path, pg_dsn: str
 ) -> None:
-    import os
     import subprocess
-    import sys
 
     make_table("duckdb", tmp_path, pg_dsn)
     run(
@@ -207,14 +206,7 @@ def test_deltaflow_check_runs_only_the_checks_and_runs_show_lists_them(
     )
 
     def deltaflow(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "deltaflow", *args],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "COLUMNS": "200"},
-            check=False,
-        )
+        return run_cli(tmp_path, *args)
 
     checked = deltaflow("check", "pipeline.yml", "--metadata", "runs.db")
 
@@ -240,9 +232,7 @@ def test_deltaflow_check_runs_only_the_checks_and_runs_show_lists_them(
 def test_one_percent_bad_rows_are_quarantined_then_replayed_after_the_rule_is_relaxed(
     tmp_path: Path, pg_dsn: str, dest: str
 ) -> None:
-    import os
     import subprocess
-    import sys
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -296,14 +286,7 @@ def test_one_percent_bad_rows_are_quarantined_then_replayed_after_the_rule_is_re
     }
 
     def deltaflow(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "deltaflow", *args],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "COLUMNS": "200"},
-            check=False,
-        )
+        return run_cli(tmp_path, *args)
 
     listed = deltaflow("quarantine", "list", "pipeline.yml")
     assert listed.returncode == 0, listed.stderr
@@ -331,9 +314,7 @@ def test_one_percent_bad_rows_are_quarantined_then_replayed_after_the_rule_is_re
 
 
 def test_purge_asks_first_and_then_deletes_the_records(tmp_path: Path, pg_dsn: str) -> None:
-    import os
     import subprocess
-    import sys
 
     make_table("duckdb", tmp_path, pg_dsn)
     result = run(
@@ -351,15 +332,7 @@ def test_purge_asks_first_and_then_deletes_the_records(tmp_path: Path, pg_dsn: s
     assert result.steps[0].details["quarantined"] == 1
 
     def purge(*args: str, answer: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "deltaflow", "quarantine", "purge", "pipeline.yml", *args],
-            cwd=tmp_path,
-            input=answer,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "COLUMNS": "200"},
-            check=False,
-        )
+        return run_cli(tmp_path, "quarantine", "purge", "pipeline.yml", *args, answer=answer)
 
     assert purge(answer="n\n").returncode == 1
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
@@ -373,9 +346,7 @@ def test_purge_asks_first_and_then_deletes_the_records(tmp_path: Path, pg_dsn: s
 def test_checks_and_quarantine_on_bigquery(
     tmp_path: Path, pg_dsn: str, bigquery_emulator: Any, bq_dataset: str
 ) -> None:
-    import os
     import subprocess
-    import sys
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -429,14 +400,7 @@ def test_checks_and_quarantine_on_bigquery(
     ]
 
     def deltaflow(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "deltaflow", *args],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "COLUMNS": "200"},
-            check=False,
-        )
+        return run_cli(tmp_path, *args)
 
     path.write_text(text.replace("min: 0}", "min: -10}"))
     replayed = deltaflow("quarantine", "replay", "pipeline.yml", "--step", "load")

@@ -4,9 +4,7 @@ sync step's source and destination (DuckDB and PostgreSQL, and across the two)."
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import psycopg
 import pytest
 
 from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
+from tests.support.cli import run_cli
 
 PAIRS = [("duckdb", "duckdb"), ("pg", "pg"), ("pg", "duckdb")]
 
@@ -69,14 +68,7 @@ def test_reconcile_names_the_keys_that_differ_and_records_the_result(
     assert run_pipeline(loaded, context=RunContext(), store=RunStore(tmp_path / "r.db")).ok
 
     def deltaflow(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "deltaflow", *args],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "COLUMNS": "200"},
-            check=False,
-        )
+        return run_cli(tmp_path, *args)
 
     same = deltaflow("reconcile", "pipeline.yml", "--step", "orders", "--run-date", "2024-05-02")
     assert same.returncode == 0, same.stdout + same.stderr
