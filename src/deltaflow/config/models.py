@@ -191,15 +191,20 @@ class IncrementalSpec(Model):
         return duration_seconds(self.safety_lag)
 
 
-class SyncStep(Model):
-    """Copy one stream from a source to a destination."""
+class BaseStep(Model):
+    """What every step has: its id, a name and description, and its variables."""
 
     step_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=128)]
-    type: Literal["sync"]
     name: str | None = None
     description: str = ""
     variables: dict[str, Scalar] = Field(default_factory=dict)
     """Step variables; they override pipeline variables."""
+
+
+class SyncStep(BaseStep):
+    """Copy one stream from a source to a destination."""
+
+    type: Literal["sync"]
     source: SourceSpec | None = None
     sources: list[SourceSpec] | None = Field(default=None, min_length=1)
     """Several sources feeding one table, read in parallel, each with its own incremental
@@ -342,14 +347,10 @@ class RowCheckSpec(CheckSpec):
     step; warn: count them and load them."""
 
 
-class QualityStep(Model):
+class QualityStep(BaseStep):
     """Run data-quality checks on a table where it lives (DuckDB, PostgreSQL, BigQuery)."""
 
-    step_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=128)]
     type: Literal["quality"]
-    name: str | None = None
-    description: str = ""
-    variables: dict[str, Scalar] = Field(default_factory=dict)
     connection: str
     """The warehouse connection holding the table."""
     table: str
@@ -359,14 +360,10 @@ class QualityStep(Model):
     """Failing rows kept with each result."""
 
 
-class MetricsStep(Model):
+class MetricsStep(BaseStep):
     """Run business metrics (SQL in the Metrics framework's JSON) in a warehouse."""
 
-    step_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=128)]
     type: Literal["metrics"]
-    name: str | None = None
-    description: str = ""
-    variables: dict[str, Scalar] = Field(default_factory=dict)
     connection: str
     """The warehouse the metrics run in and write to (duckdb, postgres, bigquery)."""
     config: str
