@@ -362,7 +362,7 @@ class DuckDBDestination:
         if not self._has(STATE_TABLE):
             return 0
         sql = f"DELETE FROM {self._state_table()} WHERE starts_with(state_key, $1)"
-        return _scalar(self.db.cursor(), sql, [prefix])
+        return scalar(self.db.cursor(), sql, [prefix])
 
     def cursor_max(self, column: str) -> Any:
         if not self._has(self.table) or column not in self.columns():
@@ -419,19 +419,19 @@ class DuckDBDestination:
         check_merge_keys(
             self.name,
             primary_key,
-            lambda where: _scalar(cur, f"SELECT count(*) FROM {staged} WHERE {where}"),
+            lambda where: scalar(cur, f"SELECT count(*) FROM {staged} WHERE {where}"),
         )
         # Keep the last row of each key (rowid follows arrival order), then swap the keys.
         cur.execute(
             f"DELETE FROM {staged} WHERE rowid NOT IN "
             f"(SELECT max(rowid) FROM {staged} GROUP BY {keys})"
         )
-        distinct = _scalar(cur, f"SELECT count(*) FROM {staged}")
+        distinct = scalar(cur, f"SELECT count(*) FROM {staged}")
         match = " AND ".join(f"t.{quote_double(k)} = s.{quote_double(k)}" for k in primary_key)
         exists = f"EXISTS (SELECT 1 FROM {staged} s WHERE {match})"
         # Keys of this load that already exist, counted once each (even if the table holds
         # a key twice after earlier appends).
-        updated = _scalar(
+        updated = scalar(
             cur,
             f"SELECT count(*) FROM {staged} s WHERE EXISTS "
             f"(SELECT 1 FROM {self.target} t WHERE {match})",
@@ -460,7 +460,7 @@ class DuckDBDestination:
         21-24 s with 1, on 2 cores), so the inserts run on one thread.
         """
         rows = 0
-        threads = _scalar(cur, "SELECT current_setting('threads')")
+        threads = scalar(cur, "SELECT current_setting('threads')")
         cur.execute("SET threads = 1")
         try:
             for chunk in _chunks(batches, INSERT_CHUNK_ROWS):
@@ -468,7 +468,7 @@ class DuckDBDestination:
                 cur.register(view, chunk)
                 try:
                     sql = f"INSERT INTO {table} BY NAME SELECT * FROM {quote_double(view)}"
-                    rows += _scalar(cur, sql)
+                    rows += scalar(cur, sql)
                 finally:
                     cur.unregister(view)
         finally:
@@ -529,7 +529,8 @@ def _scannable(batches: pa.RecordBatchReader) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, (b.cast(schema) for b in batches))
 
 
-def _scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
+def scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
+    """The first value of the statement's first row, as an integer (0 without rows)."""
     row = cur.execute(sql, params).fetchone()
     return int(row[0]) if row else 0
 

@@ -69,14 +69,20 @@ log = logging.getLogger("deltaflow.postgres")
 STAGING_PREFIX = "__deltaflow_"
 
 
-def connect(conn: PostgresConnection) -> Any:
-    """A new ADBC connection (transactions on); its password is remembered as secret."""
-    from adbc_driver_postgresql import dbapi
-
+def secret_uri(conn: PostgresConnection) -> str:
+    """The connection's libpq URI, its password remembered as secret (see redact)."""
     uri = conn.uri()
     password = urlsplit(uri).password
     if password:
         remember(password)
+    return uri
+
+
+def connect(conn: PostgresConnection) -> Any:
+    """A new ADBC connection (transactions on); its password is remembered as secret."""
+    from adbc_driver_postgresql import dbapi
+
+    uri = secret_uri(conn)
     try:
         return dbapi.connect(uri)
     except Exception as exc:
@@ -370,7 +376,7 @@ class PostgresSource:
         column faithfully; else ``adbc``."""
         if scanner_extension() is None or (self.spec.query and self._query()[1]):
             return "adbc"
-        if all(scanner_cast(c) is not NOT_CARRIED for c in self.columns):
+        if all(scanner_carries(c) for c in self.columns):
             return "duckdb"
         return "adbc"
 
@@ -407,10 +413,9 @@ class PostgresSource:
         path, run by ``postgres_query`` in the run's snapshot, streamed as Arrow."""
         import duckdb
 
-        uri = self.conn.uri()
-        password = urlsplit(uri).password
-        if password:
-            remember(password)
+        from deltaflow.connectors.duckdb import scalar
+
+        uri = secret_uri(self.conn)
         con = duckdb.connect(config={"threads": 1})
         began, backend, finished = False, None, False
         try:
@@ -424,7 +429,7 @@ class PostgresSource:
                     f"SET TRANSACTION SNAPSHOT '{self.snapshot}'"
                 )
                 con.execute(f"CALL postgres_execute('pg', {quote_single(setup)})")
-            backend = _scalar(con, "SELECT * FROM postgres_query('pg', 'SELECT pg_backend_pid()')")
+            backend = scalar(con, "SELECT * FROM postgres_query('pg', 'SELECT pg_backend_pid()')")
             statement = quote_single(self.sql(split, scanner=True))
             result = con.execute(f"SELECT * FROM postgres_query('pg', {statement})")
             for batch in result.to_arrow_reader(self.batch_size):
@@ -438,7 +443,7 @@ class PostgresSource:
             ) from None
         finally:
             if backend is not None and not finished:  # stopped early: end the COPY, the
-                self._cancel(int(backend))  # rollback would otherwise read all of it
+                self._cancel(backend)  # rollback would otherwise read all of it
             if began:  # while the server is there: DuckDB would abort on a dead one later
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
@@ -450,29 +455,33 @@ class PostgresSource:
             db.rollback()
 
 
-#: returned by ``scanner_cast`` for a column DuckDB's scanner would not carry exactly
-NOT_CARRIED = "-"
 #: kinds DuckDB's PostgreSQL scanner carries as they are, value for value the same as ADBC
 #: (tests/integration/test_postgres.py compares both readers); not dates (DuckDB cannot
-#: hand over 'infinity' as Arrow) nor numerics (NUMERIC without precision becomes DOUBLE,
-#: NaN becomes 0): those are read as text and cast, as ADBC hands them over
+#: hand over 'infinity' as Arrow); numerics are handled apart (``scanner_select``)
 SCANNER_KINDS = frozenset(
     {"boolean", "int16", "int32", "int64", "float32", "float64", "string", "binary", "json"}
     | {"timestamp", "time"}
 )
 
 
+def scanner_carries(column: PgColumn) -> bool:
+    """Whether DuckDB's scanner reads ``column`` exactly (with ``scanner_cast``)."""
+    logical = column.logical
+    if column.read_as or logical.kind == "decimal":
+        return True
+    if logical.kind == "list":
+        return logical.item is not None and logical.item.kind in SCANNER_KINDS
+    return logical.kind in SCANNER_KINDS
+
+
 def scanner_cast(column: PgColumn) -> str | None:
-    """The cast DuckDB's scanner reads ``column`` with (None: as it is), or NOT_CARRIED."""
+    """The cast the scanner's statement reads ``column`` with, if any: the ADBC path's,
+    and PostgreSQL's text for a numeric the scanner would turn into DOUBLE."""
     if column.read_as:
         return column.read_as
-    logical = column.logical
-    if logical.kind == "decimal":
-        return None if _exact_decimal(logical) else "text"
-    if logical.kind == "list":
-        item = logical.item
-        return None if item is not None and item.kind in SCANNER_KINDS else NOT_CARRIED
-    return None if logical.kind in SCANNER_KINDS else NOT_CARRIED
+    if column.logical.kind == "decimal" and not _exact_decimal(column.logical):
+        return "text"
+    return None
 
 
 def _exact_decimal(logical: LogicalType) -> bool:
@@ -527,11 +536,6 @@ def scanner_extension() -> str | None:
         log.info("no PostgreSQL scanner for DuckDB %s: reading with ADBC", duckdb.__version__)
         return None
     return str(path)
-
-
-def _scalar(con: Any, sql: str) -> Any:
-    row = con.execute(sql).fetchone()
-    return row[0] if row else None
 
 
 def _execute(cur: Any, sql: str, params: list[Any]) -> None:
