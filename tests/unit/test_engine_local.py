@@ -8,6 +8,7 @@ tested against real files and databases in the test_connector_* modules.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from deltaflow.connectors.base import Split
-from deltaflow.engine.local import QUEUE_DEPTH, SHARED_DEPTH, read_splits
+from deltaflow.engine.local import QUEUE_DEPTH, READER_NICENESS, SHARED_DEPTH, read_splits
 from deltaflow.schema.types import TableSchema
 
 SCHEMA = pa.schema([pa.field("split", pa.int64()), pa.field("batch", pa.int64())])
@@ -117,6 +118,28 @@ def test_on_batch_sees_every_batch_in_order() -> None:
     out = tags(read_splits(source, make_splits(4), 3, on_batch=seen.append))
     assert tags(iter(seen)) == out
     assert len(out) == 8
+
+
+def thread_niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_readers_run_below_the_consumer(ordered: bool) -> None:
+    # The consumer (this thread) keeps its priority; every reader runs at READER_NICENESS,
+    # so that the serial consumer is not starved by its own readers on a small machine.
+    seen: list[int] = []
+
+    class Recording(FakeSource):
+        def read(self, split: Split) -> Iterator[pa.RecordBatch]:
+            seen.append(thread_niceness())
+            yield from super().read(split)
+
+    before = thread_niceness()
+    assert before < READER_NICENESS
+    assert len(list(read_splits(Recording(batches=1), make_splits(4), 2, ordered=ordered))) == 4
+    assert seen == [READER_NICENESS] * 4
+    assert thread_niceness() == before
 
 
 def test_no_splits_yields_nothing() -> None:

@@ -7,11 +7,23 @@ later split can run ahead only as far as its queue. Unordered, all readers share
 bounded queue and the consumer takes batches as they come, which keeps every reader busy.
 Either way memory holds at most ``parallelism * (queue_depth + 1)`` batches whatever the
 table size (``parallelism * (SHARED_DEPTH + 1)`` unordered).
+
+Reader threads run at a lower CPU priority than the consumer (Linux). The consumer is the
+one serial stage (it writes every batch); given an equal share of a small machine beside
+the readers and the database backends that feed them, it falls behind, the queues fill,
+and then it runs alone while the readers wait: on 2 cores a PostgreSQL -> DuckDB read of
+5M rows took 12.6-14.0 s at equal priority and 7.5-10.5 s with the readers at niceness
+19, with less CPU and a lower peak RSS (fewer batches waiting). The readers still get
+every cycle the consumer leaves idle. Threads a reader starts inherit its priority (pyarrow
+starts its pool threads on demand, from whichever thread first needs them).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +39,8 @@ QUEUE_DEPTH = 4
 #: batches per reader in the shared queue of an unordered read: any reader can fill it,
 #: so it needs less slack than a queue per split
 SHARED_DEPTH = 2
+#: niceness of reader threads, so that the consumer is never starved (module docstring)
+READER_NICENESS = 19
 
 
 class _Failure:
@@ -92,9 +106,19 @@ def _take(indices: Iterator[int], count: int) -> list[int]:
     return [i for _, i in zip(range(count), indices, strict=False)]
 
 
+def _lower_priority() -> None:
+    """Run the calling thread at READER_NICENESS; Linux only, where a thread id is a pid
+    for setpriority. Best effort: a refusal leaves the thread at its current priority."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICENESS)
+
+
 def _produce(source: Source, split: Split, out: queue.Queue[Any], stop: threading.Event) -> None:
     if stop.is_set():  # the consumer left before this split started: do not open it
         return
+    _lower_priority()
     try:
         for batch in source.read(split):
             if not _put(out, batch, stop):
