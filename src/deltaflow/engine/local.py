@@ -68,7 +68,7 @@ def read_splits(
         return
     stop = threading.Event()
     queues: list[queue.Queue[Any]] = [queue.Queue(QUEUE_DEPTH) for _ in splits]
-    with ThreadPoolExecutor(parallelism, thread_name_prefix="deltaflow-read") as pool:
+    with _readers(parallelism) as pool:
         pending = iter(range(len(splits)))
         for index in _take(pending, parallelism):
             pool.submit(_produce, source, splits[index], queues[index], stop)
@@ -91,7 +91,7 @@ def _unordered(
 ) -> Generator[pa.RecordBatch, None, None]:
     stop = threading.Event()
     shared: queue.Queue[Any] = queue.Queue(parallelism * SHARED_DEPTH)
-    with ThreadPoolExecutor(parallelism, thread_name_prefix="deltaflow-read") as pool:
+    with _readers(parallelism) as pool:
         for split in splits:
             pool.submit(_produce, source, split, shared, stop)
         try:
@@ -106,6 +106,12 @@ def _take(indices: Iterator[int], count: int) -> list[int]:
     return [i for _, i in zip(range(count), indices, strict=False)]
 
 
+def _readers(parallelism: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(
+        parallelism, thread_name_prefix="deltaflow-read", initializer=_lower_priority
+    )
+
+
 def _lower_priority() -> None:
     """Run the calling thread at READER_NICENESS; Linux only, where a thread id is a pid
     for setpriority. Best effort: a refusal leaves the thread at its current priority."""
@@ -118,7 +124,6 @@ def _lower_priority() -> None:
 def _produce(source: Source, split: Split, out: queue.Queue[Any], stop: threading.Event) -> None:
     if stop.is_set():  # the consumer left before this split started: do not open it
         return
-    _lower_priority()
     try:
         for batch in source.read(split):
             if not _put(out, batch, stop):
