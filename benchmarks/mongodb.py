@@ -199,7 +199,7 @@ def end_to_end(docs: int) -> None:
     from deltaflow.config.connections import MongoDBConnection
     from deltaflow.config.models import SourceSpec
     from deltaflow.connectors import mongodb
-    from deltaflow.connectors.base import RunResources
+    from deltaflow.connectors.protocol import RunResources
 
     with running_mongodb() as server:
         client: Any = pymongo.MongoClient(server.uri, tz_aware=False)

@@ -35,7 +35,7 @@ FROM generate_series(1, {rows}) AS t(g)
 
 
 def measure(kind: str, conn: Any, rows: int, changed: int) -> None:
-    from deltaflow.connectors.base import RunResources
+    from deltaflow.connectors.protocol import RunResources
     from deltaflow.quality.reconcile import Side, reconcile
 
     resources = RunResources(Path.cwd(), "bench")

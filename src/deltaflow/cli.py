@@ -178,9 +178,9 @@ def run(
 ) -> None:
     """Run a pipeline: every step in order, recorded in the run store."""
     from deltaflow.config.loader import RunContext, load_pipeline
+    from deltaflow.config.options import SyncOptions
     from deltaflow.config.variables import parse_assignments
     from deltaflow.orchestration.runner import run_pipeline
-    from deltaflow.sync.incremental import SyncOptions
 
     _setup_logging(verbose)
     if full_refresh and start:
@@ -866,7 +866,7 @@ def metrics_run(
     """
     import uuid
 
-    from deltaflow.connectors.base import RunResources
+    from deltaflow.connectors.protocol import RunResources
     from deltaflow.metrics import definitions
     from deltaflow.metrics.engine import Run, run_metrics
 

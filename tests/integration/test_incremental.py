@@ -21,9 +21,9 @@ import psycopg
 import pytest
 
 from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
+from deltaflow.config.options import SyncOptions
 from deltaflow.orchestration.runner import RunResult
 from deltaflow.sync import state
-from deltaflow.sync.incremental import SyncOptions
 
 T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
 DESTINATIONS = ["duckdb", "pg"]

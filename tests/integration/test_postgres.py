@@ -13,8 +13,8 @@ import pytest
 from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
 from deltaflow.config.connections import PostgresConnection
 from deltaflow.config.models import SourceSpec
-from deltaflow.connectors.base import RunResources
 from deltaflow.connectors.postgres import PostgresSource
+from deltaflow.connectors.protocol import RunResources
 from deltaflow.errors import SchemaError
 from deltaflow.orchestration.runner import RunResult
 

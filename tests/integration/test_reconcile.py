@@ -103,7 +103,7 @@ def test_reconcile_names_the_keys_that_differ_and_records_the_result(
 
 def test_a_text_key_is_compared_by_hashed_ranges(tmp_path: Path, pg_dsn: str) -> None:
     from deltaflow.config.connections import DuckDBConnection
-    from deltaflow.connectors.base import RunResources
+    from deltaflow.connectors.protocol import RunResources
     from deltaflow.quality.reconcile import Side, reconcile
 
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:

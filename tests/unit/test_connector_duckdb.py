@@ -16,8 +16,8 @@ import pytest
 from deltaflow.config.connections import DuckDBConnection, WriteMode
 from deltaflow.config.models import DestinationSpec, SourceSpec
 from deltaflow.connectors import open_destination, open_source
-from deltaflow.connectors.base import RunResources
 from deltaflow.connectors.duckdb import STAGING_PREFIX, DuckDBDestination, DuckDBSource, connect
+from deltaflow.connectors.protocol import RunResources
 from deltaflow.errors import LoadError, SourceError, UnsupportedTypeError
 from deltaflow.schema.types import TableSchema
 

@@ -14,8 +14,8 @@ import pytest
 from deltaflow.config.connections import FileFormat, FilesConnection, WriteMode
 from deltaflow.config.models import CsvOptions, DestinationSpec, SourceSpec
 from deltaflow.connectors import open_destination, open_source
-from deltaflow.connectors.base import RunResources
 from deltaflow.connectors.files import ROW_GROUPS_PER_SPLIT, FilesDestination, FilesSource
+from deltaflow.connectors.protocol import RunResources
 from deltaflow.errors import SourceError, UnsupportedTypeError
 from deltaflow.schema.types import LogicalType, TableSchema
 

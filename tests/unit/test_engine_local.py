@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pytest
 
-from deltaflow.connectors.base import Split
+from deltaflow.connectors.protocol import Split
 from deltaflow.engine.local import QUEUE_DEPTH, READER_NICENESS, SHARED_DEPTH, read_splits
 from deltaflow.schema.types import TableSchema
 

@@ -8,18 +8,10 @@ import pyarrow as pa
 import pytest
 
 from deltaflow.config.models import IncrementalSpec
+from deltaflow.config.options import SyncOptions
+from deltaflow.connectors.protocol import CursorWindow, bind_placeholders, encode
 from deltaflow.errors import ConfigError, DataError
-from deltaflow.sync.incremental import (
-    CursorFilter,
-    CursorWindow,
-    Plan,
-    State,
-    SyncOptions,
-    bind_placeholders,
-    decode,
-    encode,
-    plan_window,
-)
+from deltaflow.sync.incremental import CursorFilter, Plan, State, decode, plan_window
 
 NOW = dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.UTC)
 MARK = dt.datetime(2026, 1, 9, 8, 30, 0, 123456, tzinfo=dt.UTC)

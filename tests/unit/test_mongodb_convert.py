@@ -282,8 +282,8 @@ def test_the_slice_path_and_the_column_path_give_the_same_batch(
 def test_an_objectid_cursor_window_is_pushed_down_as_objectids() -> None:
     from deltaflow.config.connections import MongoDBConnection
     from deltaflow.config.models import IncrementalSpec, SourceSpec
-    from deltaflow.connectors.base import RunResources
-    from deltaflow.sync.incremental import CursorWindow, decode, encode
+    from deltaflow.connectors.protocol import CursorWindow, RunResources, encode
+    from deltaflow.sync.incremental import decode
 
     start = decode("65A1B2C3D4E5F60718293A4B", "objectid")
     assert start == "65a1b2c3d4e5f60718293a4b"

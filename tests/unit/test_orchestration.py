@@ -144,7 +144,7 @@ def test_verbose_logs_mask_secrets_in_tracebacks(
 
 
 def test_resources_close_every_handle_even_when_one_fails(tmp_path: Path) -> None:
-    from deltaflow.connectors.base import RunResources
+    from deltaflow.connectors.protocol import RunResources
 
     closed: list[str] = []
     resources = RunResources(tmp_path, "r")

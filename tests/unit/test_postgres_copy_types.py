@@ -49,8 +49,8 @@ def test_a_scanner_error_never_shows_the_password(tmp_path: object) -> None:
 
     from deltaflow.config.connections import PostgresConnection
     from deltaflow.config.models import SourceSpec
-    from deltaflow.connectors.base import RunResources, Split
     from deltaflow.connectors.postgres import PostgresSource, scanner_extension
+    from deltaflow.connectors.protocol import RunResources, Split
     from deltaflow.errors import SourceError
 
     assert scanner_extension() is not None  # the postgres extra installs it

@@ -27,6 +27,7 @@ from deltaflow.config.models import (
     Pipeline,
     SourceSpec,
 )
+from deltaflow.config.options import SyncOptions
 from deltaflow.errors import (
     ConfigValidationError,
     Diagnostic,
@@ -34,7 +35,6 @@ from deltaflow.errors import (
     VariableError,
     did_you_mean,
 )
-from deltaflow.sync.incremental import SyncOptions
 
 Loc = tuple[str | int, ...]
 _Connections = dict[str, ConnectionBase | None]

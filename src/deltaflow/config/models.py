@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
 from deltaflow.config._base import Model
 from deltaflow.config.connections import Connection, FileFormat, WriteMode
+from deltaflow.errors import ConfigError, did_you_mean
 
 Scalar = str | int | float | bool
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
@@ -402,3 +404,20 @@ class Pipeline(Model):
 
 
 SyncStep.model_rebuild()
+
+
+AnyStep = TypeVar("AnyStep", bound=BaseStep)
+
+
+def select_steps(steps: Sequence[AnyStep], only: Sequence[str]) -> list[AnyStep]:
+    """The steps named in ``only`` (all when empty); an unknown name is a ConfigError."""
+    if not only:
+        return list(steps)
+    ids = [s.step_id for s in steps]
+    for name in only:
+        if name not in ids:
+            raise ConfigError(
+                f"no step '{name}' in this pipeline.{did_you_mean(name, ids)}",
+                hint=f"steps: {', '.join(ids)}",
+            )
+    return [s for s in steps if s.step_id in only]

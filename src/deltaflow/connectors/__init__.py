@@ -1,90 +1,12 @@
-"""Connectors, one module per system, found by the connection's ``type``."""
+"""Connectors: the protocol (``protocol``), the registry that finds a connector by its
+connection's ``type`` (``registry``), and one package per system."""
 
-from __future__ import annotations
+from deltaflow.connectors.registry import (
+    REGISTRY,
+    append_rows,
+    open_destination,
+    open_source,
+    open_warehouse,
+)
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-from deltaflow.errors import UnknownConnectorError, did_you_mean
-
-if TYPE_CHECKING:
-    from deltaflow.config.connections import ConnectionBase
-    from deltaflow.config.models import DestinationSpec, SourceSpec
-    from deltaflow.connectors.base import Destination, RunResources, Source
-
-#: connection type -> module under deltaflow.connectors
-REGISTRY: dict[str, str] = {
-    "bigquery": "bigquery",
-    "duckdb": "duckdb",
-    "files": "files",
-    "mongodb": "mongodb",
-    "postgres": "postgres",
-}
-
-
-def _module(kind: str) -> Any:
-    if kind not in REGISTRY:
-        raise UnknownConnectorError(
-            f"unknown connector '{kind}'.{did_you_mean(kind, REGISTRY)}",
-            hint=f"use one of: {', '.join(sorted(REGISTRY))}",
-        )
-    return importlib.import_module(f"deltaflow.connectors.{REGISTRY[kind]}")
-
-
-def open_source(
-    conn: ConnectionBase,
-    spec: SourceSpec,
-    resources: RunResources,
-    batch_size: int,
-    parallelism: int = 1,
-) -> Source:
-    """The source of one stream; ``parallelism`` is how many splits the engine reads at once."""
-    module = _module(conn.kind)
-    source: Source = module.open_source(conn, spec, resources, batch_size, parallelism)
-    return source
-
-
-def open_destination(
-    conn: ConnectionBase, spec: DestinationSpec, resources: RunResources
-) -> Destination:
-    destination: Destination = _module(conn.kind).open_destination(conn, spec, resources)
-    return destination
-
-
-#: the types ``append_rows`` writes by name; other columns are text
-ROW_TYPES = ("decimal", "date", "timestamp", "int")
-
-
-def append_rows(
-    conn: ConnectionBase,
-    resources: RunResources,
-    table: str,
-    rows: list[dict[str, Any]],
-    types: dict[str, str],
-    key: tuple[str, ...] = (),
-) -> None:
-    """Write a few records (results, reconciliation records) to a table of a warehouse,
-    created when missing: appended, or merged on ``key``. ``types`` names the columns
-    that are not text: decimal (38 digits, 9 after the point), date, timestamp (UTC), int.
-    """
-    import pyarrow as pa
-
-    from deltaflow.config.models import DestinationSpec
-    from deltaflow.schema.types import TableSchema
-
-    if not rows:
-        return
-    arrow = {
-        "decimal": pa.decimal128(38, 9),
-        "date": pa.date32(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "int": pa.int64(),
-    }
-    fields = [pa.field(k, arrow[types[k]] if k in types else pa.string()) for k in rows[0]]
-    data = pa.Table.from_pylist(rows, schema=pa.schema(fields))
-    mode: Any = "merge" if key else "append"
-    spec = DestinationSpec(connection="target", table=table, write_mode=mode, primary_key=list(key))
-    destination = open_destination(conn, spec, resources)
-    destination.prepare(TableSchema.from_arrow(data.schema, primary_key=key))
-    reader = pa.RecordBatchReader.from_batches(data.schema, data.to_batches())
-    destination.load(reader, mode, key)
+__all__ = ["REGISTRY", "append_rows", "open_destination", "open_source", "open_warehouse"]

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from deltaflow.connectors.base import Source, Split
+    from deltaflow.connectors.protocol import Source, Split
 
 _DONE = object()
 QUEUE_DEPTH = 4

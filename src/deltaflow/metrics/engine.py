@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from deltaflow.config.connections import ConnectionBase
     from deltaflow.config.models import MetricsStep, Pipeline
-    from deltaflow.connectors.base import RunResources
+    from deltaflow.connectors.protocol import RunResources
 
 log = logging.getLogger("deltaflow.metrics")
 

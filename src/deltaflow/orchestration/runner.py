@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deltaflow.config.loader import LoadedPipeline, RunContext
-from deltaflow.config.models import MetricsStep, QualityStep, SyncStep
+from deltaflow.config.models import MetricsStep, QualityStep, SyncStep, select_steps
 from deltaflow.config.secrets import redact
-from deltaflow.connectors.base import RunResources
-from deltaflow.errors import ConfigError, DeltaFlowError, StepFailedError, did_you_mean
+from deltaflow.connectors.protocol import RunResources
+from deltaflow.errors import DeltaFlowError, StepFailedError
 from deltaflow.metadata.store import RunRecord, RunStore, StepRecord
 from deltaflow.sync.runner import Observer, SyncOutcome, run_sync
 
@@ -113,19 +113,6 @@ def _classify(exc: BaseException) -> DeltaFlowError:
         code="INTERNAL_ERROR",
         hint="this is unexpected; rerun with --verbose and report it",
     )
-
-
-def select_steps(steps: Sequence[AnyStep], only: Sequence[str]) -> list[AnyStep]:
-    if not only:
-        return list(steps)
-    ids = [s.step_id for s in steps]
-    for name in only:
-        if name not in ids:
-            raise ConfigError(
-                f"no step '{name}' in this pipeline.{did_you_mean(name, ids)}",
-                hint=f"steps: {', '.join(ids)}",
-            )
-    return [s for s in steps if s.step_id in only]
 
 
 def _start_step(step: AnyStep, position: int, run_id: str, store: RunStore) -> StepRecord:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.config.models import CheckSpec, QualityStep, duration_seconds
-from deltaflow.connectors.base import split_table
+from deltaflow.connectors.protocol import split_table
 from deltaflow.errors import ConfigError, DataError, DeltaFlowError
 from deltaflow.schema.types import TableSchema, parse_type
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from deltaflow.config.connections import ConnectionBase
     from deltaflow.config.models import Pipeline
-    from deltaflow.connectors.base import RunResources
+    from deltaflow.connectors.protocol import RunResources
 
 log = logging.getLogger("deltaflow.quality")
 

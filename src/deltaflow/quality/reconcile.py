@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.config.models import SyncStep
-from deltaflow.connectors.base import RunResources, split_table
+from deltaflow.connectors.protocol import RunResources, split_table
 from deltaflow.errors import ConfigError, did_you_mean
 from deltaflow.schema.mappings import quote_double
 

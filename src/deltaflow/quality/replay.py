@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from deltaflow import quarantine
 from deltaflow.config.models import SyncStep
 from deltaflow.connectors import open_destination
-from deltaflow.connectors.base import RunResources, split_table
+from deltaflow.connectors.protocol import RunResources, split_table
 from deltaflow.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:

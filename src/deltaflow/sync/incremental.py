@@ -24,32 +24,17 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from deltaflow.connectors.protocol import encode
 from deltaflow.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from deltaflow.config.models import IncrementalSpec
+    from deltaflow.config.options import SyncOptions
 
 UTC = dt.UTC
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
-EPOCH_START = dt.datetime(1900, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    """Run-time overrides of a step's incremental settings (CLI flags)."""
-
-    full_refresh: bool = False
-    """Ignore the state: read everything, replace the table, start a new watermark."""
-    start: str | None = None
-    """Backfill from this cursor value (inclusive)."""
-    end: str | None = None
-    """Read up to this cursor value (exclusive)."""
-    cursor: str | None = None
-    """Use this cursor column instead of the configured one."""
-    limit: int | None = None
-    """Read at most this many rows per source (``--limit``, ``--test``)."""
 
 
 @dataclass(frozen=True)
@@ -76,18 +61,6 @@ class Plan:
             "end": encode(self.end),
             "reason": self.reason,
         }
-
-
-def encode(value: Any) -> str | None:
-    """A cursor value as stored: ISO 8601 UTC with microseconds, the integer, or the
-    ObjectId's 24 hex digits."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dt.datetime):
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
-    return str(int(value))
 
 
 def decode(text: str | None, cursor_type: str, timezone: str = "UTC") -> Any:
@@ -299,70 +272,3 @@ def instant(value: Any, timezone: str) -> Any:
     if isinstance(value, dt.date):
         return dt.datetime.combine(value, dt.time(), zoneinfo.ZoneInfo(timezone)).astimezone(UTC)
     return value
-
-
-PLACEHOLDERS = ("start_timestamp", "end_timestamp")
-_FAR = {
-    "timestamp": (EPOCH_START, dt.datetime(9999, 12, 31, tzinfo=UTC)),
-    "integer": (-(2**63), 2**63 - 1),
-    "objectid": ("0" * 24, "f" * 24),
-}
-
-
-@dataclass(frozen=True)
-class CursorWindow:
-    """The window a source is asked to read, for pushing it down into its SQL."""
-
-    cursor: str
-    cursor_type: str
-    start: Any
-    end: Any
-    timezone: str
-
-    def predicate(self, column_sql: str, kind: str, tz: str | None) -> str:
-        """``(c >= lo AND c < hi) OR c IS NULL`` with literals typed like the column
-        (``kind``/``tz`` of its logical type). The values are ours (a datetime or an int,
-        never text from config), so they can be written as literals."""
-        parts = []
-        for op, bound in ((">=", self.start), ("<", self.end)):
-            if bound is not None:
-                parts.append(f"{column_sql} {op} {self._literal(bound, kind, tz)}")
-        inside = " AND ".join(parts) or "TRUE"
-        return f"(({inside}) OR {column_sql} IS NULL)"
-
-    def _literal(self, value: Any, kind: str, tz: str | None) -> str:
-        if isinstance(value, str):  # an ObjectId's hex digits (checked by decode)
-            return f"'{value}'"
-        if not isinstance(value, dt.datetime):
-            return str(int(value))
-        if kind == "date":
-            local = value.astimezone(zoneinfo.ZoneInfo(self.timezone))
-            return f"CAST('{local.date().isoformat()}' AS DATE)"
-        if kind == "timestamp" and not tz:
-            local = value.astimezone(zoneinfo.ZoneInfo(self.timezone)).replace(tzinfo=None)
-            return f"CAST('{local.isoformat(timespec='microseconds')}' AS TIMESTAMP)"
-        return f"CAST('{encode(value)}' AS TIMESTAMP WITH TIME ZONE)"
-
-    def placeholder_values(self) -> dict[str, Any]:
-        """``{start_timestamp}``/``{end_timestamp}`` of a custom query, bound as parameters;
-        an open side becomes a far bound (1900-01-01 / 9999-12-31, or the int64 range)."""
-        low, high = _FAR[self.cursor_type]
-        return {
-            "start_timestamp": low if self.start is None else self.start,
-            "end_timestamp": high if self.end is None else self.end,
-        }
-
-
-def bind_placeholders(query: str, values: dict[str, Any]) -> tuple[str, list[Any]]:
-    """``{start_timestamp}`` -> ``$1`` and so on, with the values in parameter order."""
-    params: list[Any] = []
-    for name in PLACEHOLDERS:
-        token = "{" + name + "}"
-        if token in query:
-            params.append(values[name])
-            query = query.replace(token, f"${len(params)}")
-    return query, params
-
-
-def has_placeholders(query: str | None) -> bool:
-    return bool(query) and any("{" + name + "}" in (query or "") for name in PLACEHOLDERS)

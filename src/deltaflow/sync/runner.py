@@ -11,34 +11,29 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deltaflow import connectors
-from deltaflow.connectors.base import (
+from deltaflow.connectors.protocol import (
+    CursorWindow,
     LoadResult,
+    RejectingSource,
     ResumableSource,
     Split,
     StatefulDestination,
     StateRecord,
+    WindowedSource,
+    encode,
 )
 from deltaflow.engine.local import read_splits
 from deltaflow.errors import ConfigError, DataError, LoadError, SchemaError, did_you_mean
 from deltaflow.faults import crash_point
 from deltaflow.schema.types import LogicalType, TableSchema
-from deltaflow.sync.incremental import (
-    CursorFilter,
-    CursorWindow,
-    Plan,
-    State,
-    decode,
-    encode,
-    instant,
-    plan_window,
-)
+from deltaflow.sync.incremental import CursorFilter, Plan, State, decode, instant, plan_window
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from deltaflow.config.connections import WriteMode
     from deltaflow.config.models import IncrementalSpec, Pipeline, SourceSpec, SyncStep
-    from deltaflow.connectors.base import Destination, RunResources, Source
+    from deltaflow.connectors.protocol import Destination, RunResources, Source
     from deltaflow.quality.inflight import RowChecks
 
 
@@ -187,8 +182,9 @@ class _Rejected:
         tables = []
         failed = self.checks.take() if self.checks is not None else None
         for part in self.parts:
-            take = getattr(part.source, "take_rejected", None)
-            table = take(self.run_id) if take is not None else None
+            if not isinstance(part.source, RejectingSource):
+                continue
+            table = part.source.take_rejected(self.run_id)
             if table is not None:
                 tables.append(table)
         records = pa.concat_tables(tables) if tables else None
@@ -454,9 +450,8 @@ class Incremental:
             encode(plan.end) or "no end",
             plan.reason,
         )
-        restrict = getattr(source, "restrict", None)
-        if restrict is not None:
-            restrict(
+        if isinstance(source, WindowedSource):
+            source.restrict(
                 CursorWindow(spec.cursor, spec.cursor_type, plan.start, plan.end, spec.timezone)
             )
         mode: WriteMode = "replace" if options.full_refresh else step.destination.write_mode

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from deltaflow import connectors
 from deltaflow.config.loader import LoadedPipeline
-from deltaflow.config.models import SyncStep
-from deltaflow.connectors.base import RunResources, StatefulDestination, StateRecord
+from deltaflow.config.models import SyncStep, select_steps
+from deltaflow.connectors.protocol import RunResources, StatefulDestination, StateRecord, encode
 from deltaflow.errors import ConfigError
-from deltaflow.sync.incremental import decode, encode
+from deltaflow.sync.incremental import decode
 from deltaflow.sync.runner import default_parallelism, state_key
 
 
@@ -27,8 +27,6 @@ class StepState:
 
 
 def incremental_steps(loaded: LoadedPipeline, only: Sequence[str] = ()) -> list[SyncStep]:
-    from deltaflow.orchestration.runner import select_steps
-
     steps = [
         s
         for s in select_steps(loaded.pipeline.steps, only)

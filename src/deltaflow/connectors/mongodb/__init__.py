@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deltaflow import quarantine
-from deltaflow.connectors.base import RunResources, Split
+from deltaflow.connectors.protocol import RunResources, Split
 from deltaflow.errors import ConnectionFailedError, SchemaError, SourceError
 from deltaflow.schema.mappings import MONGODB_LOGICAL
 from deltaflow.schema.types import Column, LogicalType, TableSchema, parse_type
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from deltaflow.config.connections import MongoDBConnection
     from deltaflow.config.models import SourceSpec
-    from deltaflow.sync.incremental import CursorWindow
+    from deltaflow.connectors.protocol import CursorWindow
 
 log = logging.getLogger("deltaflow.mongodb")
 

@@ -28,23 +28,28 @@ from urllib.parse import urlsplit
 
 from deltaflow import quarantine
 from deltaflow.config.secrets import redact, remember
-from deltaflow.connectors.base import (
+from deltaflow.connectors._common import (
     STATE_COLUMNS,
     STATE_TABLE,
-    LoadResult,
-    RunResources,
-    Split,
-    StateRecord,
     check_merge_keys,
     conform_batch,
     quoted,
     relay_failures,
     schema_change_error,
-    split_table,
     state_from_row,
     state_params,
     state_table_sql,
     state_upsert_sql,
+)
+from deltaflow.connectors.protocol import (
+    CursorWindow,
+    LoadResult,
+    RunResources,
+    Split,
+    StateRecord,
+    bind_placeholders,
+    has_placeholders,
+    split_table,
 )
 from deltaflow.errors import (
     ConnectionFailedError,
@@ -56,7 +61,6 @@ from deltaflow.errors import (
 from deltaflow.faults import crash_point
 from deltaflow.schema.mappings import postgres_logical, postgres_type, quote_double, quote_single
 from deltaflow.schema.types import Column, LogicalType, TableSchema
-from deltaflow.sync.incremental import CursorWindow, bind_placeholders, has_placeholders
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -17,21 +17,26 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from deltaflow import quarantine
-from deltaflow.connectors.base import (
+from deltaflow.connectors._common import (
     STATE_COLUMNS,
     STATE_TABLE,
-    LoadResult,
-    RunResources,
-    Split,
-    StateRecord,
     check_merge_keys,
     quoted,
     relay_failures,
-    split_table,
     state_from_row,
     state_params,
     state_table_sql,
     state_upsert_sql,
+)
+from deltaflow.connectors.protocol import (
+    CursorWindow,
+    LoadResult,
+    RunResources,
+    Split,
+    StateRecord,
+    bind_placeholders,
+    has_placeholders,
+    split_table,
 )
 from deltaflow.errors import (
     DestinationError,
@@ -42,7 +47,6 @@ from deltaflow.errors import (
 from deltaflow.faults import crash_point
 from deltaflow.schema.mappings import duckdb_type, quote_double
 from deltaflow.schema.types import TableSchema
-from deltaflow.sync.incremental import CursorWindow, bind_placeholders, has_placeholders
 
 if TYPE_CHECKING:
     import duckdb

@@ -27,21 +27,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deltaflow import quarantine
-from deltaflow.connectors.base import (
+from deltaflow.connectors._common import (
     STATE_COLUMNS,
     STATE_TABLE,
-    LoadResult,
-    RunResources,
-    Split,
-    StateRecord,
     check_merge_keys,
     conform_batch,
     relay_failures,
     schema_change_error,
-    split_table,
     state_from_row,
     state_params,
 )
+from deltaflow.connectors.protocol import LoadResult, RunResources, Split, StateRecord, split_table
 from deltaflow.errors import ConnectionFailedError, LoadError, SchemaError, SourceError
 from deltaflow.faults import crash_point
 from deltaflow.schema.mappings import (

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deltaflow import quarantine
-from deltaflow.connectors.base import LoadResult, RunResources, Split, StateRecord, relay_failures
+from deltaflow.connectors._common import relay_failures
+from deltaflow.connectors.protocol import LoadResult, RunResources, Split, StateRecord
 from deltaflow.errors import DestinationError, LoadError, SourceError
 from deltaflow.schema.mappings import parquet_type
 from deltaflow.schema.types import TableSchema

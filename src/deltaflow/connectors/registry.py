@@ -1,0 +1,116 @@
+"""The connector registry: a connection's ``type`` names the package that serves it.
+
+The only place that imports a connector package by name; everything above the connectors
+asks the registry for a source, a destination or a warehouse.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from deltaflow.errors import UnknownConnectorError, did_you_mean
+
+if TYPE_CHECKING:
+    from deltaflow.config.connections import ConnectionBase
+    from deltaflow.config.models import DestinationSpec, SourceSpec
+    from deltaflow.connectors.protocol import Destination, RunResources, Source, Warehouse
+
+#: connection type -> module under deltaflow.connectors
+REGISTRY: dict[str, str] = {
+    "bigquery": "bigquery",
+    "duckdb": "duckdb",
+    "files": "files",
+    "mongodb": "mongodb",
+    "postgres": "postgres",
+}
+
+
+#: connection types whose package offers a ``Warehouse``
+WAREHOUSES = frozenset({"bigquery", "duckdb", "postgres"})
+
+
+def _module(kind: str) -> Any:
+    if kind not in REGISTRY:
+        raise UnknownConnectorError(
+            f"unknown connector '{kind}'.{did_you_mean(kind, REGISTRY)}",
+            hint=f"use one of: {', '.join(sorted(REGISTRY))}",
+        )
+    return importlib.import_module(f"deltaflow.connectors.{REGISTRY[kind]}")
+
+
+def open_source(
+    conn: ConnectionBase,
+    spec: SourceSpec,
+    resources: RunResources,
+    batch_size: int,
+    parallelism: int = 1,
+) -> Source:
+    """The source of one stream; ``parallelism`` is how many splits the engine reads at once."""
+    module = _module(conn.kind)
+    source: Source = module.open_source(conn, spec, resources, batch_size, parallelism)
+    return source
+
+
+def open_warehouse(conn: ConnectionBase, resources: RunResources) -> Warehouse:
+    """The warehouse of a connection, for SQL run inside it (checks, metrics, reconcile,
+    quarantine); a connection type that is no warehouse is a ConfigError naming those that are."""
+    from deltaflow.errors import ConfigError
+
+    module = _module(conn.kind)
+    opener = getattr(module, "open_warehouse", None)
+    if opener is None:
+        warehouses = [k for k in sorted(REGISTRY) if k in WAREHOUSES]
+        raise ConfigError(
+            f"connection type '{conn.kind}' is not a warehouse: it cannot run SQL",
+            hint=f"point 'connection' at one of: {', '.join(warehouses)}",
+            code="CONFIG_NOT_A_WAREHOUSE",
+        )
+    warehouse: Warehouse = opener(conn, resources)
+    return warehouse
+
+
+def open_destination(
+    conn: ConnectionBase, spec: DestinationSpec, resources: RunResources
+) -> Destination:
+    destination: Destination = _module(conn.kind).open_destination(conn, spec, resources)
+    return destination
+
+
+#: the types ``append_rows`` writes by name; other columns are text
+ROW_TYPES = ("decimal", "date", "timestamp", "int")
+
+
+def append_rows(
+    conn: ConnectionBase,
+    resources: RunResources,
+    table: str,
+    rows: list[dict[str, Any]],
+    types: dict[str, str],
+    key: tuple[str, ...] = (),
+) -> None:
+    """Write a few records (results, reconciliation records) to a table of a warehouse,
+    created when missing: appended, or merged on ``key``. ``types`` names the columns
+    that are not text: decimal (38 digits, 9 after the point), date, timestamp (UTC), int.
+    """
+    import pyarrow as pa
+
+    from deltaflow.config.models import DestinationSpec
+    from deltaflow.schema.types import TableSchema
+
+    if not rows:
+        return
+    arrow = {
+        "decimal": pa.decimal128(38, 9),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "int": pa.int64(),
+    }
+    fields = [pa.field(k, arrow[types[k]] if k in types else pa.string()) for k in rows[0]]
+    data = pa.Table.from_pylist(rows, schema=pa.schema(fields))
+    mode: Any = "merge" if key else "append"
+    spec = DestinationSpec(connection="target", table=table, write_mode=mode, primary_key=list(key))
+    destination = open_destination(conn, spec, resources)
+    destination.prepare(TableSchema.from_arrow(data.schema, primary_key=key))
+    reader = pa.RecordBatchReader.from_batches(data.schema, data.to_batches())
+    destination.load(reader, mode, key)
