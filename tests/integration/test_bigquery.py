@@ -582,7 +582,7 @@ def test_without_a_storage_endpoint_an_emulator_is_read_over_rest(
 ) -> None:
     import socket
 
-    from deltaflow.connectors import bigquery
+    from deltaflow.connectors.bigquery import source as bigquery_source
 
     with pytest.raises(AssertionError, match="tried to resolve"):  # the guard is on
         socket.create_connection(("bigquery.googleapis.com", 443), timeout=1)
@@ -590,7 +590,7 @@ def test_without_a_storage_endpoint_an_emulator_is_read_over_rest(
     def no_storage_client(*args: object) -> None:
         raise AssertionError("the Storage Read client was made")
 
-    monkeypatch.setattr(bigquery, "read_client", no_storage_client)
+    monkeypatch.setattr(bigquery_source, "read_client", no_storage_client)
     pq.write_table(
         pa.table({"id": pa.array(range(2500), pa.int64()), "v": [f"v{i}" for i in range(2500)]}),
         tmp_path / "t.parquet",
