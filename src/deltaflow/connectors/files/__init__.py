@@ -41,12 +41,6 @@ __all__ = [
     "open_source",
 ]
 
-# The package stays the public home of its classes, as when it was one module: reprs,
-# pickles (Beam workers) and the destination conformance check name them here.
-for _class in (FilesSource, FilesDestination):
-    _class.__module__ = __name__
-del _class
-
 
 def _root(conn: FilesConnection, resources: RunResources) -> Path:
     return resources.resolve(conn.base_path)

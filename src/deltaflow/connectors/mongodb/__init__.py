@@ -61,12 +61,6 @@ __all__ = [
     "to_batch",
 ]
 
-# The package stays the public home of its classes, as when it was one module: reprs,
-# pickles (Beam workers) and the destination conformance check name them here.
-for _class in (Converted, Inference, MongoDBSource):
-    _class.__module__ = __name__
-del _class
-
 
 def open_source(
     conn: MongoDBConnection,
