@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from deltaflow.errors import UnknownConnectorError, did_you_mean
+from deltaflow.errors import ConfigError, UnknownConnectorError, did_you_mean
 
 if TYPE_CHECKING:
     from deltaflow.config.connections import ConnectionBase
@@ -26,17 +26,22 @@ REGISTRY: dict[str, str] = {
 }
 
 
-#: connection types whose package offers a ``Warehouse``
+#: connection types whose package has a ``warehouse`` module offering a ``Warehouse``
 WAREHOUSES = frozenset({"bigquery", "duckdb", "postgres"})
 
 
-def _module(kind: str) -> Any:
+def _package(kind: str) -> str:
+    """The package under deltaflow.connectors that serves ``kind``."""
     if kind not in REGISTRY:
         raise UnknownConnectorError(
             f"unknown connector '{kind}'.{did_you_mean(kind, REGISTRY)}",
             hint=f"use one of: {', '.join(sorted(REGISTRY))}",
         )
-    return importlib.import_module(f"deltaflow.connectors.{REGISTRY[kind]}")
+    return REGISTRY[kind]
+
+
+def _module(kind: str) -> Any:
+    return importlib.import_module(f"deltaflow.connectors.{_package(kind)}")
 
 
 def open_source(
@@ -55,18 +60,15 @@ def open_source(
 def open_warehouse(conn: ConnectionBase, resources: RunResources) -> Warehouse:
     """The warehouse of a connection, for SQL run inside it (checks, metrics, reconcile,
     quarantine); a connection type that is no warehouse is a ConfigError naming those that are."""
-    from deltaflow.errors import ConfigError
-
-    module = _module(conn.kind)
-    opener = getattr(module, "open_warehouse", None)
-    if opener is None:
-        warehouses = [k for k in sorted(REGISTRY) if k in WAREHOUSES]
+    package = _package(conn.kind)
+    if conn.kind not in WAREHOUSES:
         raise ConfigError(
             f"connection type '{conn.kind}' is not a warehouse: it cannot run SQL",
-            hint=f"point 'connection' at one of: {', '.join(warehouses)}",
+            hint=f"point 'connection' at one of: {', '.join(sorted(WAREHOUSES))}",
             code="CONFIG_NOT_A_WAREHOUSE",
         )
-    warehouse: Warehouse = opener(conn, resources)
+    module = importlib.import_module(f"deltaflow.connectors.{package}.warehouse")
+    warehouse: Warehouse = module.open_warehouse(conn, resources)
     return warehouse
 
 

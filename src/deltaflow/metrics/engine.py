@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import importlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from deltaflow.connectors.registry import open_warehouse
 from deltaflow.errors import DeltaFlowError
 from deltaflow.metrics.definitions import Metric
 from deltaflow.metrics.placeholders import PartitionValidationError, fill, partition_tables
@@ -43,11 +43,10 @@ if TYPE_CHECKING:
 
     from deltaflow.config.connections import ConnectionBase
     from deltaflow.config.models import MetricsStep, Pipeline
-    from deltaflow.connectors.protocol import RunResources
+    from deltaflow.connectors.protocol import RunResources, Warehouse
 
 log = logging.getLogger("deltaflow.metrics")
 
-DIALECTS = {"duckdb": "duckdb", "postgres": "postgres", "bigquery": "bigquery"}
 PLACES = decimal.Decimal(1).scaleb(-9)
 LIMIT = decimal.Decimal(10) ** 29
 
@@ -79,16 +78,18 @@ class Run:
     dialect: str = "bigquery"
     timeout: float = 180.0
     workers: int = 4
+    warehouse: Warehouse = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.warehouse = open_warehouse(self.conn, self.resources)
 
     @property
     def target_dialect(self) -> str:
-        return DIALECTS[self.conn.kind]
+        return self.warehouse.dialect
 
     def query(self, sql: str) -> pa.Table:
         """Run one query, stopped by the warehouse after ``timeout`` seconds."""
-        module = importlib.import_module(f"deltaflow.connectors.{self.conn.kind}")
-        table: pa.Table = module.query(self.conn, self.resources, sql, self.timeout)
-        return table
+        return self.warehouse.query(sql, self.timeout)
 
     def transpile(self, sql: str) -> str:
         """The metric's SQL in the warehouse's dialect; a subquery in FROM gets an alias
@@ -138,10 +139,7 @@ def _partition_dates(run: Run, metrics: list[Metric]) -> dict[str, dt.date | Non
             "metrics use {partition_info} but no partition info table is given",
             hint="pass --partition-info-table (columns table_name, partition_dt)",
         )
-    from deltaflow.schema.mappings import quote_backtick, quote_double
-
-    quote = quote_backtick if run.conn.kind == "bigquery" else quote_double
-    name = ".".join(quote(p) for p in run.partition_info_table.split("."))
+    name = ".".join(run.warehouse.quote(p) for p in run.partition_info_table.split("."))
     try:
         found = run.query(f"SELECT * FROM {name} LIMIT 0").schema.names
     except Exception as exc:
@@ -306,8 +304,8 @@ def _write_recon(run: Run, outcomes: list[Outcome]) -> None:
             {
                 "module_id": "103",
                 "module_type_nm": "Metrics",
-                "source_server_nm": f"{run.env} {run.conn.kind}",
-                "target_server_nm": f"{run.env} {run.conn.kind}",
+                "source_server_nm": f"{run.env} {run.warehouse.kind}",
+                "target_server_nm": f"{run.env} {run.warehouse.kind}",
                 "rcncln_exact_pass_in": o.status,
                 "latest_source_parttn_dt": o.partition_date.isoformat()
                 if o.partition_date

@@ -19,13 +19,13 @@ the share of checked rows that pass, a table check 100 when it passes, an errore
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.config.models import CheckSpec, QualityStep, duration_seconds
 from deltaflow.connectors.protocol import split_table
+from deltaflow.connectors.registry import open_warehouse
 from deltaflow.errors import ConfigError, DataError, DeltaFlowError
 from deltaflow.schema.types import TableSchema, parse_type
 
@@ -33,14 +33,11 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from sqlglot import exp
 
-    from deltaflow.config.connections import ConnectionBase
     from deltaflow.config.models import Pipeline
-    from deltaflow.connectors.protocol import RunResources
+    from deltaflow.connectors.protocol import RunResources, Warehouse
 
 log = logging.getLogger("deltaflow.quality")
 
-#: connection type -> sqlglot dialect of the warehouse that runs the checks
-DIALECTS = {"duckdb": "duckdb", "postgres": "postgres", "bigquery": "bigquery"}
 ROW_CHECKS = ("not_null", "unique", "between", "accepted_values", "regex")
 
 
@@ -79,18 +76,8 @@ class QualityFailedError(DataError):
 def run_quality(step: QualityStep, pipeline: Pipeline, resources: RunResources) -> dict[str, Any]:
     """Run the step's checks; the step's details (results, score). Raises
     ``QualityFailedError`` when a critical check failed or errored."""
-    conn = pipeline.connections[step.connection]
-    dialect = DIALECTS.get(conn.kind)
-    if dialect is None:
-        raise ConfigError(
-            f"quality step '{step.step_id}': checks run in a warehouse, not in {conn.kind}",
-            hint=f"point 'connection' at one of: {', '.join(DIALECTS)}",
-        )
-    dataset = getattr(conn, "dataset", None)
-    if dataset and "." not in step.table:  # BigQuery: a bare name is in the dataset
-        step = step.model_copy(update={"table": f"{dataset}.{step.table}"})
-    runner = Warehouse(conn, resources, dialect)
-    results = [run_check(check, step, runner) for check in step.checks]
+    warehouse = _warehouse(step, pipeline, resources)
+    results = [run_check(check, step, warehouse) for check in step.checks]
     score = round(sum(r.score for r in results) / len(results), 1)
     details = {
         "table": step.table,
@@ -118,20 +105,26 @@ def run_quality(step: QualityStep, pipeline: Pipeline, resources: RunResources) 
     return details
 
 
-class Warehouse:
-    """Runs a check's SQL on one connection and hands back Arrow tables."""
+def _warehouse(step: QualityStep, pipeline: Pipeline, resources: RunResources) -> Warehouse:
+    """The warehouse of the step's connection; a connection that is none is a ConfigError
+    naming the step, the connection type and the choices."""
+    conn = pipeline.connections[step.connection]
+    try:
+        return open_warehouse(conn, resources)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"quality step '{step.step_id}': checks run in a warehouse, not in {conn.kind}",
+            hint=exc.hint,
+            code=exc.code,
+        ) from None
 
-    def __init__(self, conn: ConnectionBase, resources: RunResources, dialect: str):
-        self.conn = conn
-        self.resources = resources
-        self.dialect = dialect
-        self.module = importlib.import_module(f"deltaflow.connectors.{conn.kind}")
 
-    def run(self, query: exp.Expression | str) -> pa.Table:
-        sql = query if isinstance(query, str) else query.sql(dialect=self.dialect)
-        log.debug("quality SQL: %s", sql)
-        table: pa.Table = self.module.query(self.conn, self.resources, sql)
-        return table
+def _run(warehouse: Warehouse, query: exp.Expression | str) -> pa.Table:
+    """A check's query (an expression rendered in the warehouse's dialect, or the user's
+    own SQL) run in the warehouse."""
+    sql = query if isinstance(query, str) else query.sql(dialect=warehouse.dialect)
+    log.debug("quality SQL: %s", sql)
+    return warehouse.query(sql)
 
 
 def run_check(check: CheckSpec, step: QualityStep, warehouse: Warehouse) -> CheckResult:
@@ -151,13 +144,13 @@ def run_check(check: CheckSpec, step: QualityStep, warehouse: Warehouse) -> Chec
 # --------------------------------------------------------------------------- SQL pieces
 
 
-def _table(step: QualityStep, dialect: str) -> exp.Table:
+def _table(step: QualityStep, warehouse: Warehouse) -> exp.Table:
+    """The checked table; a bare name is in the warehouse's default schema (dataset)."""
     from sqlglot import exp
 
-    schema, name = split_table(step.table, "")
+    schema, name = split_table(step.table, warehouse.default_schema)
     return exp.Table(
-        this=exp.to_identifier(name, quoted=True),
-        db=exp.to_identifier(schema, quoted=True) if schema else None,
+        this=exp.to_identifier(name, quoted=True), db=exp.to_identifier(schema, quoted=True)
     )
 
 
@@ -229,7 +222,7 @@ def _row_check(
 ) -> None:
     from sqlglot import exp
 
-    table, where = _table(step, warehouse.dialect), _where(check, warehouse.dialect)
+    table, where = _table(step, warehouse), _where(check, warehouse.dialect)
     if check.check == "unique":
         keys = [_column(c) for c in check.columns or []]
         groups = (
@@ -273,12 +266,12 @@ def _row_check(
             .where(exp.and_(where, failing) if where is not None else failing)
             .limit(step.sample_size)
         )
-    row = _first(warehouse.run(counted))
+    row = _first(_run(warehouse, counted))
     checked, failing_rows = row.get("rows_checked"), row.get("failing")
     result.rows_checked, result.failing_rows = int(checked or 0), int(failing_rows or 0)
     result.observed = result.failing_rows
     if result.failing_rows and step.sample_size:
-        result.sample = _jsonable(warehouse.run(sample).to_pylist())
+        result.sample = _jsonable(_run(warehouse, sample).to_pylist())
     _judge(check, result)
 
 
@@ -315,10 +308,10 @@ def _row_count(
 
     query = (
         exp.select(exp.func("COUNT", exp.Star()).as_("n"))
-        .from_(_table(step, warehouse.dialect))
+        .from_(_table(step, warehouse))
         .where(_where(check, warehouse.dialect))
     )
-    count = int(_first(warehouse.run(query)).get("n") or 0)
+    count = int(_first(_run(warehouse, query)).get("n") or 0)
     result.observed = count
     low_ok = check.min is None or (count >= check.min if check.inclusive else count > check.min)
     high_ok = check.max is None or (count <= check.max if check.inclusive else count < check.max)
@@ -336,10 +329,10 @@ def _freshness(
     assert check.max_age is not None
     query = (
         exp.select(exp.func("MAX", _column(check.column)).as_("newest"))
-        .from_(_table(step, warehouse.dialect))
+        .from_(_table(step, warehouse))
         .where(_where(check, warehouse.dialect))
     )
-    newest = _first(warehouse.run(query)).get("newest")
+    newest = _first(_run(warehouse, query)).get("newest")
     result.observed = None if newest is None else str(newest)
     if newest is None:
         age = None
@@ -362,8 +355,8 @@ def _schema(check: CheckSpec, step: QualityStep, warehouse: Warehouse, result: C
     from sqlglot import exp
 
     assert check.expected is not None
-    query = exp.select(exp.Star()).from_(_table(step, warehouse.dialect)).limit(0)
-    actual = TableSchema.from_arrow(warehouse.run(query).schema)
+    query = exp.select(exp.Star()).from_(_table(step, warehouse)).limit(0)
+    actual = TableSchema.from_arrow(_run(warehouse, query).schema)
     problems = []
     for name, wanted in check.expected.items():
         column = actual.column(name)
@@ -393,7 +386,7 @@ def _custom_sql(
     check: CheckSpec, step: QualityStep, warehouse: Warehouse, result: CheckResult
 ) -> None:
     assert check.sql is not None
-    rows = warehouse.run(check.sql)
+    rows = _run(warehouse, check.sql)
     if rows.num_columns == 1 and rows.num_rows == 1 and _number(rows.column(0)[0].as_py()):
         value = rows.column(0)[0].as_py()
         result.observed = value

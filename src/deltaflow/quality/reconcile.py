@@ -22,23 +22,23 @@ year, source system id, job name), appended to a table in the destination wareho
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.config.models import SyncStep
 from deltaflow.connectors.protocol import RunResources, split_table
+from deltaflow.connectors.registry import open_warehouse
 from deltaflow.errors import ConfigError, did_you_mean
-from deltaflow.schema.mappings import quote_double
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from deltaflow.config.connections import ConnectionBase
     from deltaflow.config.loader import LoadedPipeline
+    from deltaflow.connectors.protocol import Warehouse
 
-ENGINES = ("duckdb", "postgres")
 SEPARATOR = "chr(31)"  # between values in a row's text: a control character, not in data
 RECON_TABLE = "_deltaflow_reconciliation"
 
@@ -52,19 +52,23 @@ class Side:
     resources: RunResources
     types: dict[str, pa.DataType] = field(default_factory=dict)
 
+    @cached_property
+    def warehouse(self) -> Warehouse:
+        return open_warehouse(self.conn, self.resources)
+
     @property
     def kind(self) -> str:
-        return self.conn.kind
+        return self.warehouse.kind
 
     @property
     def target(self) -> str:
-        schema, name = split_table(self.table, "main" if self.kind == "duckdb" else "public")
-        return f"{quote_double(schema)}.{quote_double(name)}"
+        return self.warehouse.table_ref(self.table)
+
+    def quote(self, column: str) -> str:
+        return self.warehouse.quote(column)
 
     def run(self, sql: str) -> pa.Table:
-        module = importlib.import_module(f"deltaflow.connectors.{self.kind}")
-        table: pa.Table = module.query(self.conn, self.resources, sql)
-        return table
+        return self.warehouse.query(sql)
 
     def columns(self) -> list[str]:
         """The table's columns (their types kept for ``text``)."""
@@ -73,47 +77,19 @@ class Side:
         return list(schema.names)
 
     def text(self, column: str) -> str:
-        """A column's value as text, written the same by both engines (timestamps in UTC
-        with microseconds); NULL as \\N."""
+        """A column's value as text, written the same by every engine that reconciles
+        (timestamps in UTC with microseconds); NULL as \\N. A column of unknown type is
+        written as the engine writes it."""
         import pyarrow as pa
 
-        name, dtype = quote_double(column), self.types.get(column)
-        if dtype is not None and pa.types.is_floating(dtype):
-            cast = self._float(name)
-        elif dtype is not None and pa.types.is_timestamp(dtype):
-            utc = f"({name} AT TIME ZONE 'UTC')" if dtype.tz else name
-            if self.kind == "duckdb":
-                cast = f"strftime({utc}, '%Y-%m-%d %H:%M:%S.%f')"
-            else:
-                cast = f"to_char({utc}, 'YYYY-MM-DD HH24:MI:SS.US')"
-        elif self.kind == "duckdb":
-            cast = f"CAST({name} AS VARCHAR)"
-        else:
-            cast = f"{name}::text"
-        return f"coalesce({cast}, '\\N')"
-
-    def _float(self, name: str) -> str:
-        """A float at 6 decimal places (the engines write floats differently: 334.0 and
-        334, 2500000000000000.0 and 2.5e+15), NaN and infinities by name."""
-        if self.kind == "duckdb":
-            return (
-                f"CASE WHEN isnan({name}) THEN 'NaN' WHEN isinf({name}) THEN "
-                f"CASE WHEN {name} > 0 THEN 'Infinity' ELSE '-Infinity' END "
-                f"ELSE CAST(CAST(round({name}, 6) AS DECIMAL(38, 6)) AS VARCHAR) END"
-            )
-        return (
-            f"CASE WHEN {name} IN ('NaN', 'Infinity', '-Infinity') THEN {name}::text "
-            f"ELSE round({name}::numeric, 6)::text END"
-        )
+        return self.warehouse.text_sql(column, self.types.get(column, pa.null()))
 
     def row_text(self, columns: list[str]) -> str:
         return f"concat_ws({SEPARATOR}, {', '.join(self.text(c) for c in columns)})"
 
     def hash28(self, text: str) -> str:
         """The first 7 hex digits of md5(text) as a non-negative integer."""
-        if self.kind == "duckdb":
-            return f"CAST('0x' || substr(md5({text}), 1, 7) AS BIGINT)"
-        return f"('x' || substr(md5({text}), 1, 7))::bit(28)::bigint"
+        return self.warehouse.hash28_sql(text)
 
 
 @dataclass
@@ -153,15 +129,30 @@ def sides(loaded: LoadedPipeline, step_id: str, run_id: str) -> tuple[SyncStep, 
         (source.table, source.connection, "source"),
         (destination.table, destination.connection, "destination"),
     ):
-        conn = connections[conn_name]
-        if conn.kind not in ENGINES or not spec_table or len(step.all_sources) > 1:
+        if not spec_table or len(step.all_sources) > 1:
             raise ConfigError(
-                f"step '{step_id}' cannot be reconciled: its {role} is not one table in "
-                f"{' or '.join(ENGINES)}",
-                hint="reconcile compares a DuckDB or PostgreSQL table with another",
+                f"step '{step_id}' cannot be reconciled: its {role} is not one table",
+                hint="reconcile compares a sync step's one source table with its destination",
             )
-        pair.append(Side(conn, spec_table, resources))
+        pair.append(_side(step_id, role, connections[conn_name], spec_table, resources))
     return step, pair[0], pair[1]
+
+
+def _side(
+    step_id: str, role: str, conn: ConnectionBase, table: str, resources: RunResources
+) -> Side:
+    """One side, in a warehouse that can fingerprint rows (asked up front, so that an
+    engine that cannot fails before either table is read)."""
+    side = Side(conn, table, resources)
+    try:
+        side.hash28("''")
+    except ConfigError as exc:
+        raise ConfigError(
+            f"step '{step_id}' cannot be reconciled: its {role} is in {conn.kind}: {exc.message}",
+            hint=exc.hint,
+            code=exc.code,
+        ) from None
+    return side
 
 
 def reconcile(
@@ -210,11 +201,11 @@ class _Ranges:
         dtype = source.types.get(key[0]) if len(key) == 1 else None
         if dtype is None or not pa.types.is_integer(dtype):
             return cls(key, buckets)
-        name = quote_double(key[0])
         bounds = [
-            side.run(f"SELECT min({name}) AS lo, max({name}) AS hi FROM {side.target}").to_pylist()[
-                0
-            ]
+            side.run(
+                f"SELECT min({side.quote(key[0])}) AS lo, max({side.quote(key[0])}) AS hi "
+                f"FROM {side.target}"
+            ).to_pylist()[0]
             for side in (source, target)
         ]
         lows = [b["lo"] for b in bounds if b["lo"] is not None]
@@ -228,13 +219,13 @@ class _Ranges:
     def bucket(self, side: Side) -> str:
         if self.low is None:
             return f"({side.hash28(side.row_text(self.key))} % {self.count})"
-        divide = "//" if side.kind == "duckdb" else "/"  # integer division on both
-        return f"(({quote_double(self.key[0])} - {self.low}) {divide} {self.width})"
+        start = f"({side.quote(self.key[0])} - {self.low})"
+        return side.warehouse.int_div_sql(start, str(self.width))
 
     def within(self, side: Side, wanted: list[int]) -> str:
         if self.low is None:
             return f"{self.bucket(side)} IN ({', '.join(str(b) for b in wanted)})"
-        name = quote_double(self.key[0])
+        name = side.quote(self.key[0])
         spans = [
             f"{name} BETWEEN {self.low + b * self.width} AND {self.low + (b + 1) * self.width - 1}"
             for b in wanted
@@ -270,7 +261,7 @@ def record(
     for name, side in (("source", source), ("target", target)):
         value = None
         if partition_column:
-            top = side.run(f"SELECT max({quote_double(partition_column)}) AS m FROM {side.target}")
+            top = side.run(f"SELECT max({side.quote(partition_column)}) AS m FROM {side.target}")
             value = top.column(0)[0].as_py()
         latest[name] = None if value is None else str(value)[:10]
     sample = {
@@ -301,7 +292,7 @@ def write_record(target: Side, row: dict[str, Any], table: str = RECON_TABLE) ->
     """Append the record to ``table`` in the target's warehouse (created when missing)."""
     from deltaflow.connectors import append_rows
 
-    schema, _ = split_table(target.table, "main" if target.kind == "duckdb" else "public")
+    schema, _ = split_table(target.table, target.warehouse.default_schema)
     name = table if "." in table else f"{schema}.{table}"
     types = {"load_ts": "timestamp", "schdld_dt": "date", "schdld_yr": "int"}
     types |= {"source_row_cnt": "int", "target_row_cnt": "int"}

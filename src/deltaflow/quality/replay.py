@@ -8,21 +8,20 @@ then deletes the records it replayed. A crash between the load and that delete l
 the replayed records in place, so a second replay loads them again: use a merge (it
 absorbs them by key) or check the table before replaying twice into an append.
 
-DuckDB, PostgreSQL and BigQuery destinations are managed.
+The destinations that are warehouses (DuckDB, PostgreSQL, BigQuery) are managed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deltaflow import quarantine
 from deltaflow.config.models import SyncStep
-from deltaflow.connectors import open_destination
-from deltaflow.connectors.protocol import RunResources, split_table
+from deltaflow.connectors import open_destination, open_warehouse
+from deltaflow.connectors.protocol import RunResources, Warehouse, split_table
 from deltaflow.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
@@ -31,16 +30,6 @@ if TYPE_CHECKING:
 
     from deltaflow.config.connections import ConnectionBase
     from deltaflow.config.loader import LoadedPipeline
-
-#: warehouses whose quarantine tables these commands manage, by sqlglot dialect
-MANAGED = {"duckdb": "duckdb", "postgres": "postgres", "bigquery": "bigquery"}
-
-
-def default_schema(conn: ConnectionBase) -> str:
-    """Where a table named without a schema (or dataset) lives."""
-    return {"duckdb": "main", "postgres": "public"}.get(conn.kind) or str(
-        getattr(conn, "dataset", "")
-    )
 
 
 @dataclass
@@ -51,28 +40,22 @@ class Quarantine:
     conn: ConnectionBase
     table: str  # the destination table, as configured
     resources: RunResources
-
-    @property
-    def dialect(self) -> str:
-        return MANAGED[self.conn.kind]
+    warehouse: Warehouse
 
     def name(self) -> exp.Table:
         from sqlglot import exp
 
-        schema, table = split_table(self.table, default_schema(self.conn))
+        schema, table = split_table(self.table, self.warehouse.default_schema)
         return exp.Table(
             this=exp.to_identifier(table + quarantine.SUFFIX, quoted=True),
             db=exp.to_identifier(schema, quoted=True),
         )
 
     def query(self, expression: exp.Expression) -> pa.Table:
-        module = importlib.import_module(f"deltaflow.connectors.{self.conn.kind}")
-        table: pa.Table = module.query(self.conn, self.resources, expression.sql(self.dialect))
-        return table
+        return self.warehouse.query(expression.sql(self.warehouse.dialect))
 
     def execute(self, expression: exp.Expression) -> None:
-        module = importlib.import_module(f"deltaflow.connectors.{self.conn.kind}")
-        module.execute(self.conn, self.resources, expression.sql(self.dialect))
+        self.warehouse.execute(expression.sql(self.warehouse.dialect))
 
     def exists(self) -> bool:
         from sqlglot import exp
@@ -100,9 +83,21 @@ def quarantines(loaded: LoadedPipeline, step_ids: list[str], run_id: str) -> lis
         if step_ids and step.step_id not in step_ids:
             continue
         conn = loaded.pipeline.connections[step.destination.connection]
-        if conn.kind in MANAGED and step.destination.table:
-            out.append(Quarantine(step, conn, step.destination.table, resources))
+        warehouse = _managed(conn, resources)
+        if warehouse is not None and step.destination.table:
+            out.append(Quarantine(step, conn, step.destination.table, resources, warehouse))
     return out
+
+
+def _managed(conn: ConnectionBase, resources: RunResources) -> Warehouse | None:
+    """The warehouse of a destination; None for one that is not a warehouse (its
+    quarantine is not a table these commands manage)."""
+    try:
+        return open_warehouse(conn, resources)
+    except ConfigError as exc:
+        if exc.code == "CONFIG_NOT_A_WAREHOUSE":
+            return None
+        raise
 
 
 def summary(q: Quarantine) -> list[dict[str, Any]]:
@@ -200,7 +195,7 @@ def replay(q: Quarantine, loaded: LoadedPipeline) -> dict[str, int]:
 def _table_schema(q: Quarantine) -> pa.Schema:
     from sqlglot import exp
 
-    schema, table = split_table(q.table, default_schema(q.conn))
+    schema, table = split_table(q.table, q.warehouse.default_schema)
     name = exp.Table(
         this=exp.to_identifier(table, quoted=True), db=exp.to_identifier(schema, quoted=True)
     )
