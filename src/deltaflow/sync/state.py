@@ -16,7 +16,8 @@ from deltaflow.config.models import SyncStep, select_steps
 from deltaflow.connectors.protocol import RunResources, StatefulDestination, StateRecord, encode
 from deltaflow.errors import ConfigError
 from deltaflow.sync.incremental import decode
-from deltaflow.sync.runner import default_parallelism, state_key
+from deltaflow.sync.streams import default_parallelism
+from deltaflow.sync.window import state_key
 
 
 @dataclass(frozen=True)
