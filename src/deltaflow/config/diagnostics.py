@@ -36,6 +36,7 @@ def check_types(data: dict[str, Any], report: Report) -> None:
 def _check_tag(
     item: dict[str, Any], loc: Loc, choices: Iterable[str], what: str, report: Report
 ) -> None:
+    """A missing or unknown ``type`` of one connection or step."""
     valid = ", ".join(choices)
     tag = item.get("type")
     if tag is None:

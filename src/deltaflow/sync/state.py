@@ -1,7 +1,7 @@
 """Incremental state of a pipeline's steps: show, set and reset (``deltaflow state``).
 
 The state lives in each destination, next to the table it describes (see
-``deltaflow.connectors.base.STATE_TABLE``); these functions find it from the pipeline.
+``deltaflow.connectors._common.STATE_TABLE``); these functions find it from the pipeline.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class StepState:
 
 
 def incremental_steps(loaded: LoadedPipeline, only: Sequence[str] = ()) -> list[SyncStep]:
+    """The pipeline's incremental sync steps (those in ``only``, if given); raises if none."""
     steps = [
         s
         for s in select_steps(loaded.pipeline.steps, only)
@@ -70,10 +71,12 @@ def _opened(
 
 
 def _prefix(loaded: LoadedPipeline, step: SyncStep) -> str:
+    """The start every state key of the step shares."""
     return state_key(loaded.pipeline.pipeline_id, step.step_id, "")
 
 
 def show(loaded: LoadedPipeline, only: Sequence[str] = ()) -> list[StepState]:
+    """The state records of each incremental step, read from its destination."""
     out = []
     for step in incremental_steps(loaded, only):
         with _opened(loaded, step) as (destination, _keys):
