@@ -9,7 +9,7 @@ import pytest
 
 from deltaflow.config.models import SyncStep
 from deltaflow.schema.types import TableSchema
-from deltaflow.sync.runner import _order_matters
+from deltaflow.sync.streams import order_matters as _order_matters
 
 SCHEMA = pa.schema(
     [pa.field("id", pa.int64()), pa.field("region", pa.string()), pa.field("v", pa.float64())]

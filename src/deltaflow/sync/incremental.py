@@ -54,6 +54,7 @@ class Plan:
     previous: State | None = None
 
     def describe(self, spec: IncrementalSpec) -> dict[str, Any]:
+        """The plan as the run's details show it."""
         return {
             "mode": self.mode,
             "cursor": spec.cursor,
@@ -152,6 +153,7 @@ class CursorFilter:
         return self.skipped_nulls + self.outside_window + self.already_loaded
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch without the rows the plan keeps out, counting each reason."""
         import pyarrow.compute as pc
 
         column = self._cursor(batch)
@@ -182,6 +184,7 @@ class CursorFilter:
         return batch
 
     def _cursor(self, batch: pa.RecordBatch) -> pa.Array[Any]:
+        """The cursor column, nanoseconds cut to microseconds (what Python times hold)."""
         import pyarrow as pa
 
         column = batch.column(self.spec.cursor)
@@ -190,6 +193,7 @@ class CursorFilter:
         return column
 
     def _compare(self, op: Any, column: pa.Array[Any], bound: Any) -> pa.Array[Any]:
+        """``op(column, bound)``; all true when there is no bound."""
         import pyarrow as pa
 
         if bound is None:
@@ -197,6 +201,7 @@ class CursorFilter:
         return op(column, self._scalar(bound, column.type))  # type: ignore[no-any-return]
 
     def _scalar(self, value: Any, dtype: pa.DataType) -> pa.Scalar[Any]:
+        """A cursor value as a scalar of the column's type (naive times in the timezone)."""
         import pyarrow as pa
 
         if isinstance(value, dt.datetime):
@@ -209,6 +214,7 @@ class CursorFilter:
     def _drop_loaded(
         self, batch: pa.RecordBatch, column: pa.Array[Any], keep: pa.Array[Any]
     ) -> pa.Array[Any]:
+        """``keep`` without the rows at the watermark that the previous run loaded."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -245,6 +251,7 @@ class CursorFilter:
             self.high_rows.add(self.identity_of(batch, index))
 
     def identity_of(self, batch: pa.RecordBatch, index: int) -> str:
+        """A short hash of one row's identity columns (all columns when there are none)."""
         names = self.identity or tuple(batch.schema.names)
         row = {name: batch.column(name)[index].as_py() for name in names}
         text = json.dumps(row, sort_keys=True, default=str, separators=(",", ":"))

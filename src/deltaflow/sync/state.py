@@ -1,7 +1,7 @@
 """Incremental state of a pipeline's steps: show, set and reset (``deltaflow state``).
 
 The state lives in each destination, next to the table it describes (see
-``deltaflow.connectors.base.STATE_TABLE``); these functions find it from the pipeline.
+``deltaflow.connectors._common.STATE_TABLE``); these functions find it from the pipeline.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from deltaflow.config.models import SyncStep, select_steps
 from deltaflow.connectors.protocol import RunResources, StatefulDestination, StateRecord, encode
 from deltaflow.errors import ConfigError
 from deltaflow.sync.incremental import decode
-from deltaflow.sync.runner import default_parallelism, state_key
+from deltaflow.sync.streams import default_parallelism
+from deltaflow.sync.window import state_key
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class StepState:
 
 
 def incremental_steps(loaded: LoadedPipeline, only: Sequence[str] = ()) -> list[SyncStep]:
+    """The pipeline's incremental sync steps (those in ``only``, if given); raises if none."""
     steps = [
         s
         for s in select_steps(loaded.pipeline.steps, only)
@@ -69,10 +71,12 @@ def _opened(
 
 
 def _prefix(loaded: LoadedPipeline, step: SyncStep) -> str:
+    """The start every state key of the step shares."""
     return state_key(loaded.pipeline.pipeline_id, step.step_id, "")
 
 
 def show(loaded: LoadedPipeline, only: Sequence[str] = ()) -> list[StepState]:
+    """The state records of each incremental step, read from its destination."""
     out = []
     for step in incremental_steps(loaded, only):
         with _opened(loaded, step) as (destination, _keys):
