@@ -26,6 +26,8 @@ class ConnectionBase(Model):
     write_modes: ClassVar[tuple[WriteMode, ...]] = ()
     keeps_state: ClassVar[bool] = False
     """A transactional destination: incremental state commits with the rows."""
+    is_warehouse: ClassVar[bool] = False
+    """Runs SQL: quality checks, metrics, reconciliation (its package has a warehouse)."""
 
     description: str = ""
     """What this connection is for."""
@@ -45,6 +47,7 @@ class DuckDBConnection(ConnectionBase):
     required_destination = (frozenset({"table"}),)
     write_modes = ("append", "replace", "merge")
     keeps_state = True
+    is_warehouse = True
 
     type: Literal["duckdb"]
     path: str = "warehouse.duckdb"
@@ -88,6 +91,7 @@ class PostgresConnection(ConnectionBase):
     required_destination = (frozenset({"table"}),)
     write_modes = ("append", "replace", "merge")
     keeps_state = True
+    is_warehouse = True
 
     type: Literal["postgres"]
     dsn: SecretStr | None = None
@@ -136,6 +140,7 @@ class BigQueryConnection(ConnectionBase):
     write_modes = ("append", "replace", "merge")
 
     keeps_state = True
+    is_warehouse = True
 
     type: Literal["bigquery"]
     project: str = Field(min_length=1)
@@ -209,3 +214,8 @@ CONNECTION_MODELS: dict[str, type[ConnectionBase]] = {
     "mongodb": MongoDBConnection,
     "postgres": PostgresConnection,
 }
+
+
+def warehouse_types() -> list[str]:
+    """The connection types that run SQL, for messages."""
+    return sorted(kind for kind, model in CONNECTION_MODELS.items() if model.is_warehouse)

@@ -12,14 +12,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from deltaflow.config._report import Loc, Report, mapping
 from deltaflow.config._yaml import format_path
-from deltaflow.config.connections import Connection, ConnectionBase
+from deltaflow.config.connections import Connection, ConnectionBase, warehouse_types
 from deltaflow.config.models import DestinationSpec, IncrementalSpec, SourceSpec
 from deltaflow.errors import did_you_mean
 
 Connections = dict[str, ConnectionBase | None]
 
 #: connection types whose tables quality checks run in
-WAREHOUSES = ("bigquery", "duckdb", "postgres")
 
 _CONNECTION = TypeAdapter(Connection)
 _Spec = SourceSpec | DestinationSpec
@@ -130,11 +129,11 @@ def _check_quality(
     if not isinstance(name, str):
         return  # reported by the model validation
     conn = _connection(connections, name, (*loc, "connection"), report)
-    if conn is not None and conn.kind not in WAREHOUSES:
+    if conn is not None and not conn.is_warehouse:
         report.add(
             (*loc, "connection"),
             f"{step.get('type')} steps run in a warehouse; '{name}' is {conn.kind}",
-            f"point 'connection' at a {', '.join(WAREHOUSES)} connection",
+            f"point 'connection' at a {', '.join(warehouse_types())} connection",
         )
 
 

@@ -19,14 +19,13 @@ from deltaflow.config import secrets
 from deltaflow.config._render import check_secrets, mark_references, render
 from deltaflow.config._report import Report
 from deltaflow.config._yaml import Document, parse
-from deltaflow.config.cross_checks import WAREHOUSES, connections, cross_check
+from deltaflow.config.cross_checks import connections, cross_check
 from deltaflow.config.diagnostics import check_types, validate
 from deltaflow.config.models import Pipeline
 from deltaflow.config.options import SyncOptions
 from deltaflow.errors import ConfigValidationError, Diagnostic, PipelineNotFoundError, did_you_mean
 
 __all__ = [
-    "WAREHOUSES",
     "LoadedPipeline",
     "RunContext",
     "build",

@@ -26,10 +26,6 @@ REGISTRY: dict[str, str] = {
 }
 
 
-#: connection types whose package has a ``warehouse`` module offering a ``Warehouse``
-WAREHOUSES = frozenset({"bigquery", "duckdb", "postgres"})
-
-
 def _package(kind: str) -> str:
     """The package under deltaflow.connectors that serves ``kind``."""
     if kind not in REGISTRY:
@@ -60,11 +56,13 @@ def open_source(
 def open_warehouse(conn: ConnectionBase, resources: RunResources) -> Warehouse:
     """The warehouse of a connection, for SQL run inside it (checks, metrics, reconcile,
     quarantine); a connection type that is no warehouse is a ConfigError naming those that are."""
+    from deltaflow.config.connections import warehouse_types
+
     package = _package(conn.kind)
-    if conn.kind not in WAREHOUSES:
+    if not conn.is_warehouse:
         raise ConfigError(
             f"connection type '{conn.kind}' is not a warehouse: it cannot run SQL",
-            hint=f"point 'connection' at one of: {', '.join(sorted(WAREHOUSES))}",
+            hint=f"point 'connection' at one of: {', '.join(warehouse_types())}",
             code="CONFIG_NOT_A_WAREHOUSE",
         )
     module = importlib.import_module(f"deltaflow.connectors.{package}.warehouse")
