@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from deltaflow.connectors.bigquery.clients import _retry, client, execute, query, read_client
+from deltaflow.connectors.bigquery.clients import client, job_retry, read_client
 from deltaflow.connectors.bigquery.destination import (
     QUARANTINE_DDL,
     SEQUENCE,
@@ -49,14 +49,12 @@ __all__ = [
     "BigQueryDestination",
     "BigQuerySource",
     "Written",
-    "_retry",
     "bigquery_names",
     "bigquery_values",
     "client",
-    "execute",
+    "job_retry",
     "open_destination",
     "open_source",
-    "query",
     "read_client",
 ]
 

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 from deltaflow.errors import ConnectionFailedError
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from deltaflow.config.connections import BigQueryConnection
     from deltaflow.connectors.protocol import RunResources
 
@@ -77,32 +75,8 @@ def read_client(conn: BigQueryConnection, resources: RunResources) -> Any:
     return resources.handles[key]
 
 
-def _retry(conn: BigQueryConnection) -> Any:
+def job_retry(conn: BigQueryConnection) -> Any:
     """The client's retry of retryable errors only, within the connection's timeout."""
     from google.cloud.bigquery import DEFAULT_RETRY
 
     return DEFAULT_RETRY.with_deadline(conn.timeout)
-
-
-def query(
-    conn: BigQueryConnection, resources: RunResources, sql: str, timeout: float | None = None
-) -> pa.Table:
-    """Run one query job (quality checks, metrics) and return its rows, read over REST.
-    Tables named without a dataset are in the connection's dataset; past ``timeout``
-    seconds BigQuery stops the job."""
-    from google.cloud import bigquery
-
-    config = bigquery.QueryJobConfig(default_dataset=f"{conn.project}.{conn.dataset}")
-    if timeout:
-        config.job_timeout_ms = int(timeout * 1000)
-    job = client(conn, resources).query(
-        sql, job_config=config, retry=_retry(conn), timeout=conn.timeout
-    )
-    table: pa.Table = job.to_arrow(create_bqstorage_client=False)
-    return table
-
-
-def execute(conn: BigQueryConnection, resources: RunResources, sql: str) -> None:
-    """Run one statement that changes data (quarantine purge and replay)."""
-    job = client(conn, resources).query(sql, retry=_retry(conn), timeout=conn.timeout)
-    job.result(retry=_retry(conn), timeout=conn.timeout)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.connectors._common import conform_batch
-from deltaflow.connectors.bigquery.clients import _retry, client, read_client
+from deltaflow.connectors.bigquery.clients import client, job_retry, read_client
 from deltaflow.connectors.protocol import RunResources, Split, split_table
 from deltaflow.errors import SchemaError, SourceError
 from deltaflow.schema.mappings import bigquery_logical, quote_backtick
@@ -61,7 +61,7 @@ class BigQuerySource:
 
     def discover(self) -> TableSchema:
         bq = client(self.conn, self.resources)
-        retry = _retry(self.conn)
+        retry = job_retry(self.conn)
         if self.spec.query:
             job = bq.query(self.spec.query, retry=retry, timeout=self.conn.timeout)
             job.result(retry=retry, timeout=self.conn.timeout)
@@ -191,7 +191,7 @@ class BigQuerySource:
         """The rows over the REST API, a page at a time; a ``where`` runs as a query."""
         assert self.schema is not None
         bq = client(self.conn, self.resources)
-        retry = _retry(self.conn)
+        retry = job_retry(self.conn)
         table = self.table
         if self.spec.where:
             columns = ", ".join(quote_backtick(n) for n in self.schema.names)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.connectors._common import STATE_TABLE
-from deltaflow.connectors.bigquery.clients import _retry, client
+from deltaflow.connectors.bigquery.clients import client, job_retry
 from deltaflow.connectors.protocol import RunResources, split_table
 from deltaflow.schema.mappings import quote_backtick
 
@@ -41,7 +41,7 @@ class DestinationTable:
 
     @property
     def retry(self) -> Any:
-        return _retry(self.conn)
+        return job_retry(self.conn)
 
     def _get_table(self, table_id: str) -> Any:
         return self.client.get_table(table_id, retry=self.retry, timeout=self.conn.timeout)

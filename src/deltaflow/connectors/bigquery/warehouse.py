@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from deltaflow.connectors.bigquery import _retry, client
+from deltaflow.connectors.bigquery.clients import client, job_retry
 from deltaflow.connectors.protocol import split_table
 from deltaflow.errors import ConfigError
 from deltaflow.schema.mappings import quote_backtick
@@ -55,7 +55,7 @@ class BigQueryWarehouse:
         if timeout:
             config.job_timeout_ms = int(timeout * 1000)
         job = client(conn, self.resources).query(
-            sql, job_config=config, retry=_retry(conn), timeout=conn.timeout
+            sql, job_config=config, retry=job_retry(conn), timeout=conn.timeout
         )
         table: pa.Table = job.to_arrow(create_bqstorage_client=False)
         return table
@@ -63,8 +63,8 @@ class BigQueryWarehouse:
     def execute(self, sql: str) -> None:
         """Run one statement that changes data (a job commits its own statement)."""
         conn = self.conn
-        job = client(conn, self.resources).query(sql, retry=_retry(conn), timeout=conn.timeout)
-        job.result(retry=_retry(conn), timeout=conn.timeout)
+        job = client(conn, self.resources).query(sql, retry=job_retry(conn), timeout=conn.timeout)
+        job.result(retry=job_retry(conn), timeout=conn.timeout)
 
     def text_sql(self, column: str, dtype: pa.DataType) -> str:
         """Not written yet: see the module."""
