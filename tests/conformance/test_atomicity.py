@@ -8,7 +8,16 @@ import pyarrow as pa
 import pytest
 
 from deltaflow.config.connections import WriteMode
-from tests.conformance.conftest import Boom, Target, arrow, failing_reader, reader, with_modes
+from deltaflow.errors import LoadError
+from tests.conformance.conftest import (
+    Boom,
+    Target,
+    arrow,
+    destinations,
+    failing_reader,
+    reader,
+    with_modes,
+)
 
 SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("status", pa.string())])
 
@@ -48,3 +57,18 @@ def test_a_destination_loads_again_after_a_failed_load(target: Target, mode: Wri
 
     assert result.rows_loaded == 1
     assert target.rows("orders") == [{"id": 7, "status": "good-7"}]
+
+
+@pytest.mark.parametrize("target", destinations("tables"), indirect=True)
+def test_rows_that_do_not_fit_the_table_are_a_load_error_and_load_nothing(
+    target: Target,
+) -> None:
+    destination = target.prepared("orders", orders([1], "old"))
+    destination.load(reader(orders([1], "old")), "append", ())
+    bad = pa.table({"id": ["2", "not a number"], "status": ["a", "b"]})
+
+    with pytest.raises(LoadError) as info:
+        destination.load(reader(bad, chunk=1), "append", ())
+
+    assert info.value.code == "LOAD_FAILED"
+    assert target.rows("orders") == [{"id": 1, "status": "old-1"}]
