@@ -170,3 +170,25 @@ def test_merge_with_a_null_in_the_key_is_refused(
 
     assert info.value.code == "LOAD_NULL_PRIMARY_KEY"
     assert target.rows("orders") == [{"id": 1, "region": "eu"}]
+
+
+@pytest.mark.parametrize(
+    "target",
+    destinations(
+        "merge",
+        xfail={
+            "bigquery": "BigQuery's merge reports no inserted/updated counts",
+            "postgres": "into a table without a matching unique key PostgreSQL counts the "
+            "rows its DELETE removed as updated (here updated 2, inserted 0), not the keys",
+        },
+    ),
+    indirect=True,
+)
+def test_merge_counts_keys_not_rows_when_the_table_repeats_a_key(target: Target) -> None:
+    destination = target.prepared("orders", orders([1]))  # no key: appends may repeat one
+    destination.load(reader(orders([1, 1, 2])), "append", ())
+
+    result = destination.load(reader(orders([1, 3], "upd")), "merge", ("id",))
+
+    assert target.sorted_rows("orders") == expected((1, "upd-1"), (2, "new-2"), (3, "upd-3"))
+    assert (result.details["inserted"], result.details["updated"]) == (1, 1)
