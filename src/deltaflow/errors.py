@@ -12,12 +12,20 @@ The tree::
     │   ├── UnknownConnectorError
     │   ├── MissingDependencyError      an optional extra is not installed
     │   ├── ConnectionFailedError       retryable
+    │   ├── ConnectionLostError         retryable: the server went away mid-work
     │   ├── SourceError
     │   └── DestinationError
     ├── SchemaError                     category "schema", terminal
     │   └── UnsupportedTypeError
     ├── LoadError                       category "load"
+    ├── DataError                       category "data": rows that break the step's rules
+    │   ├── QualityFailedError          critical checks failed (results in ``details``)
+    │   ├── MetricError                 a metric failed (code: the framework's category)
+    │   └── PartitionValidationError    a {partition_info} table has no usable partition
     └── StepFailedError                 category "run": a step of a pipeline failed
+
+``ConfigError`` also has ``JsonValidationError`` (metric definition files).
+Every stable code is a member of ``Code``; an error's ``code`` is one of them.
 
 Connectors map driver exceptions into these at their boundary (``raise ... from exc``);
 retry policy looks at ``retryable`` only. Errors stay picklable so they can cross
@@ -27,23 +35,80 @@ process and worker boundaries.
 from __future__ import annotations
 
 import difflib
+import enum
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 Category = Literal["config", "connector", "schema", "data", "load", "run", "internal"]
 
+
+class Code(enum.StrEnum):
+    """Every stable error code. A code is part of the interface (run records, exit
+    summaries, the API): add codes, never rename them."""
+
+    DELTAFLOW_ERROR = "DELTAFLOW_ERROR"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    # configuration
+    CONFIG_INVALID = "CONFIG_INVALID"
+    CONFIG_NOT_FOUND = "CONFIG_NOT_FOUND"
+    CONFIG_RECONCILE_UNSUPPORTED = "CONFIG_RECONCILE_UNSUPPORTED"
+    CONFIG_NOT_A_WAREHOUSE = "CONFIG_NOT_A_WAREHOUSE"
+    CONFIG_PIPELINE_NOT_FOUND = "CONFIG_PIPELINE_NOT_FOUND"
+    CONFIG_SECRET_UNRESOLVED = "CONFIG_SECRET_UNRESOLVED"
+    CONFIG_VARIABLE_UNRESOLVED = "CONFIG_VARIABLE_UNRESOLVED"
+    JSON_VALIDATION_ERROR = "JSON_VALIDATION_ERROR"
+    # connectors
+    CONNECTOR_ERROR = "CONNECTOR_ERROR"
+    CONNECTOR_UNKNOWN = "CONNECTOR_UNKNOWN"
+    DEPENDENCY_MISSING = "DEPENDENCY_MISSING"
+    CONNECTION_FAILED = "CONNECTION_FAILED"
+    CONNECTION_LOST = "CONNECTION_LOST"
+    SOURCE_ERROR = "SOURCE_ERROR"
+    DESTINATION_ERROR = "DESTINATION_ERROR"
+    GCS_READ_ERROR = "GCS_READ_ERROR"
+    # schema
+    SCHEMA_ERROR = "SCHEMA_ERROR"
+    SCHEMA_UNSUPPORTED_TYPE = "SCHEMA_UNSUPPORTED_TYPE"
+    SCHEMA_CHANGE_REJECTED = "SCHEMA_CHANGE_REJECTED"
+    # loads
+    LOAD_FAILED = "LOAD_FAILED"
+    LOAD_NO_PRIMARY_KEY = "LOAD_NO_PRIMARY_KEY"
+    LOAD_NULL_PRIMARY_KEY = "LOAD_NULL_PRIMARY_KEY"
+    LOAD_RECONCILIATION_FAILED = "LOAD_RECONCILIATION_FAILED"
+    # data, quality and metrics
+    DATA_ERROR = "DATA_ERROR"
+    INCREMENTAL_NULL_CURSOR = "INCREMENTAL_NULL_CURSOR"
+    QUALITY_CHECK_FAILED = "QUALITY_CHECK_FAILED"
+    QUALITY_ROW_CHECK_FAILED = "QUALITY_ROW_CHECK_FAILED"
+    PARTITION_VALIDATION_ERROR = "PARTITION_VALIDATION_ERROR"
+    SQL_EXECUTION_ERROR = "SQL_EXECUTION_ERROR"
+    BIGQUERY_WRITE_ERROR = "BIGQUERY_WRITE_ERROR"
+    RECON_CREATION_ERROR = "RECON_CREATION_ERROR"
+    PIPELINE_EXECUTION_ERROR = "PIPELINE_EXECUTION_ERROR"
+    # runs
+    STEP_FAILED = "STEP_FAILED"
+    RUN_CANCELLED = "RUN_CANCELLED"
+
+
 __all__ = [
     "Category",
+    "Code",
     "ConfigError",
     "ConfigValidationError",
     "ConnectionFailedError",
+    "ConnectionLostError",
     "ConnectorError",
+    "DataError",
     "DeltaFlowError",
     "DestinationError",
     "Diagnostic",
+    "JsonValidationError",
     "LoadError",
+    "MetricError",
     "MissingDependencyError",
+    "PartitionValidationError",
     "PipelineNotFoundError",
+    "QualityFailedError",
     "SchemaError",
     "SecretError",
     "SourceError",
@@ -64,16 +129,16 @@ def did_you_mean(value: str, choices: Iterable[str]) -> str:
 class DeltaFlowError(Exception):
     """Base of all DeltaFlow errors."""
 
-    code: str = "DELTAFLOW_ERROR"
+    code: Code = Code.DELTAFLOW_ERROR
     category: ClassVar[Category] = "internal"
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, code: Code | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         if code is not None:
-            self.code = code  # a more specific code than the class default
+            self.code = Code(code)  # a more specific code than the class default
 
     def __str__(self) -> str:
         return f"{self.message} Fix: {self.hint}" if self.hint else self.message
@@ -90,7 +155,7 @@ def _rebuild(cls: type[DeltaFlowError], state: dict[str, Any]) -> DeltaFlowError
 
 
 class ConfigError(DeltaFlowError):
-    code = "CONFIG_INVALID"
+    code = Code.CONFIG_INVALID
     category = "config"
 
 
@@ -138,7 +203,7 @@ def _diagnostic(
 class ConfigValidationError(ConfigError):
     """A pipeline file has one or more problems; ``diagnostics`` lists them all."""
 
-    code = "CONFIG_INVALID"
+    code = Code.CONFIG_INVALID
 
     def __init__(self, diagnostics: list[Diagnostic]) -> None:
         self.diagnostics = diagnostics
@@ -148,64 +213,106 @@ class ConfigValidationError(ConfigError):
 
 
 class PipelineNotFoundError(ConfigError):
-    code = "CONFIG_PIPELINE_NOT_FOUND"
+    code = Code.CONFIG_PIPELINE_NOT_FOUND
 
 
 class VariableError(ConfigError):
-    code = "CONFIG_VARIABLE_UNRESOLVED"
+    code = Code.CONFIG_VARIABLE_UNRESOLVED
 
 
 class SecretError(ConfigError):
-    code = "CONFIG_SECRET_UNRESOLVED"
+    code = Code.CONFIG_SECRET_UNRESOLVED
 
 
 class ConnectorError(DeltaFlowError):
-    code = "CONNECTOR_ERROR"
+    code = Code.CONNECTOR_ERROR
     category = "connector"
 
 
 class UnknownConnectorError(ConnectorError):
-    code = "CONNECTOR_UNKNOWN"
+    code = Code.CONNECTOR_UNKNOWN
 
 
 class MissingDependencyError(ConnectorError):
-    code = "DEPENDENCY_MISSING"
+    code = Code.DEPENDENCY_MISSING
 
 
 class ConnectionFailedError(ConnectorError):
-    code = "CONNECTION_FAILED"
+    code = Code.CONNECTION_FAILED
+    retryable = True
+
+
+class ConnectionLostError(ConnectorError):
+    """The server closed the connection or went away in the middle of the work; what was
+    committed is kept, so the step can be run again."""
+
+    code = Code.CONNECTION_LOST
     retryable = True
 
 
 class SourceError(ConnectorError):
-    code = "SOURCE_ERROR"
+    code = Code.SOURCE_ERROR
 
 
 class DestinationError(ConnectorError):
-    code = "DESTINATION_ERROR"
+    code = Code.DESTINATION_ERROR
 
 
 class SchemaError(DeltaFlowError):
-    code = "SCHEMA_ERROR"
+    code = Code.SCHEMA_ERROR
     category = "schema"
 
 
 class UnsupportedTypeError(SchemaError):
-    code = "SCHEMA_UNSUPPORTED_TYPE"
+    code = Code.SCHEMA_UNSUPPORTED_TYPE
 
 
 class LoadError(DeltaFlowError):
-    code = "LOAD_FAILED"
+    code = Code.LOAD_FAILED
     category = "load"
 
 
 class DataError(DeltaFlowError):
     """Rows that break the step's rules (e.g. a NULL cursor with null_cursor: fail)."""
 
-    code = "DATA_ERROR"
+    code = Code.DATA_ERROR
     category = "data"
 
 
 class StepFailedError(DeltaFlowError):
-    code = "STEP_FAILED"
+    code = Code.STEP_FAILED
     category = "run"
+
+
+class QualityFailedError(DataError):
+    """Critical checks failed; ``details`` holds every result, stored with the step."""
+
+    code = Code.QUALITY_CHECK_FAILED
+
+    def __init__(self, message: str, details: dict[str, Any], **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.details = details
+
+
+class MetricError(DataError):
+    """A metric that failed; ``code`` is one of the framework's error categories."""
+
+
+class PartitionValidationError(DataError):
+    """A table named by {partition_info} has no partition the metric can use."""
+
+    code = Code.PARTITION_VALIDATION_ERROR
+
+
+class JsonValidationError(ConfigError):
+    """A metric definitions file has problems; ``problems`` lists every one."""
+
+    code = Code.JSON_VALIDATION_ERROR
+
+    def __init__(self, source: str, problems: list[Any]):
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(
+            f"{len(problems)} problem(s) in the metric definitions {source}:\n{lines}",
+            hint="fix each field named above; 'deltaflow metrics validate' lists them all",
+        )
+        self.problems = problems

@@ -7,8 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from deltaflow.metrics.engine import MetricError, exact
-from deltaflow.metrics.placeholders import PartitionValidationError, fill, partition_tables
+from deltaflow.errors import MetricError, PartitionValidationError
+from deltaflow.metrics.engine import exact
+from deltaflow.metrics.placeholders import fill, partition_tables
 
 
 def test_results_are_exact_decimals_with_nine_places() -> None:

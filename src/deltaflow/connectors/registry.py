@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from deltaflow.errors import ConfigError, UnknownConnectorError, did_you_mean
+from deltaflow.errors import Code, ConfigError, UnknownConnectorError, did_you_mean
 
 if TYPE_CHECKING:
     from deltaflow.config.connections import ConnectionBase
@@ -63,7 +63,7 @@ def open_warehouse(conn: ConnectionBase, resources: RunResources) -> Warehouse:
         raise ConfigError(
             f"connection type '{conn.kind}' is not a warehouse: it cannot run SQL",
             hint=f"point 'connection' at one of: {', '.join(warehouse_types())}",
-            code="CONFIG_NOT_A_WAREHOUSE",
+            code=Code.CONFIG_NOT_A_WAREHOUSE,
         )
     module = importlib.import_module(f"deltaflow.connectors.{package}.warehouse")
     warehouse: Warehouse = module.open_warehouse(conn, resources)

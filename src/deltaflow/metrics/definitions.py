@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from deltaflow.errors import ConfigError
+from deltaflow.errors import Code, ConfigError, JsonValidationError
 
 FIELDS = ("metric_id", "metric_name", "metric_type", "sql", "dependency", "target_table")
 METRIC_TYPES = ("ratio", "count", "sum", "average")
@@ -45,20 +45,6 @@ class Problem:
         return f"{self.metric_id}: {self.field}: {self.message}"
 
 
-class JsonValidationError(ConfigError):
-    """The definitions file has problems; ``problems`` lists every one."""
-
-    code = "JSON_VALIDATION_ERROR"
-
-    def __init__(self, source: str, problems: list[Problem]):
-        lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(
-            f"{len(problems)} problem(s) in the metric definitions {source}:\n{lines}",
-            hint="fix each field named above; 'deltaflow metrics validate' lists them all",
-        )
-        self.problems = problems
-
-
 def read_text(path: str) -> str:
     """The file's text, from a local path or gs:// (GCS through fsspec)."""
     try:
@@ -78,7 +64,7 @@ def read_text(path: str) -> str:
         raise ConfigError(
             f"cannot read metric definitions {path}: {type(exc).__name__}: {exc}",
             hint="check the path and, for gs://, the credentials and the bucket",
-            code="GCS_READ_ERROR" if path.startswith("gs://") else "CONFIG_NOT_FOUND",
+            code=Code.GCS_READ_ERROR if path.startswith("gs://") else Code.CONFIG_NOT_FOUND,
         ) from None
 
 
@@ -199,6 +185,6 @@ def select(metrics: list[Metric], dependencies: list[str]) -> list[Metric]:
         raise ConfigError(
             f"dependency groups {', '.join(unknown)} are not in the definitions",
             hint=f"groups defined: {', '.join(sorted(groups))}",
-            code="JSON_VALIDATION_ERROR",
+            code=Code.JSON_VALIDATION_ERROR,
         )
     return [m for m in metrics if m.dependency in dependencies]

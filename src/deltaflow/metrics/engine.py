@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.connectors.registry import open_warehouse
-from deltaflow.errors import DeltaFlowError
+from deltaflow.errors import Code, DeltaFlowError, MetricError, PartitionValidationError
 from deltaflow.metrics.definitions import Metric
-from deltaflow.metrics.placeholders import PartitionValidationError, fill, partition_tables
+from deltaflow.metrics.placeholders import fill, partition_tables
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -49,12 +49,6 @@ log = logging.getLogger("deltaflow.metrics")
 
 PLACES = decimal.Decimal(1).scaleb(-9)
 LIMIT = decimal.Decimal(10) ** 29
-
-
-class MetricError(DeltaFlowError):
-    """A metric that failed; ``code`` is one of the framework's error categories."""
-
-    category = "data"
 
 
 @dataclass
@@ -178,10 +172,10 @@ def _one(run: Run, metric: Metric, latest: dict[str, dt.date | None]) -> Outcome
             rows = run.query(sql).to_pylist()
         except Exception as exc:
             raise MetricError(
-                f"{type(exc).__name__}: {str(exc).splitlines()[0]}", code="SQL_EXECUTION_ERROR"
+                f"{type(exc).__name__}: {str(exc).splitlines()[0]}", code=Code.SQL_EXECUTION_ERROR
             ) from None
         if len(rows) != 1:
-            raise MetricError(f"returned {len(rows)} rows, not one", code="SQL_EXECUTION_ERROR")
+            raise MetricError(f"returned {len(rows)} rows, not one", code=Code.SQL_EXECUTION_ERROR)
         row = _row(metric, rows[0], run)
         return Outcome(metric, "Passed", row, dates[0] if dates else run.run_date)
     except DeltaFlowError as exc:
@@ -200,7 +194,7 @@ def exact(value: Any, column: str) -> decimal.Decimal | None:
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise MetricError(
-                f"{column} is {value}, which a NUMERIC cannot hold", code="SQL_EXECUTION_ERROR"
+                f"{column} is {value}, which a NUMERIC cannot hold", code=Code.SQL_EXECUTION_ERROR
             )
         number = decimal.Decimal(repr(value))  # the shortest text that is the float
     else:
@@ -208,22 +202,22 @@ def exact(value: Any, column: str) -> decimal.Decimal | None:
             number = decimal.Decimal(str(value))
         except decimal.InvalidOperation:
             raise MetricError(
-                f"{column} is {value!r}, not a number", code="SQL_EXECUTION_ERROR"
+                f"{column} is {value!r}, not a number", code=Code.SQL_EXECUTION_ERROR
             ) from None
     if not number.is_finite():
         raise MetricError(
-            f"{column} is {number}, which a NUMERIC cannot hold", code="SQL_EXECUTION_ERROR"
+            f"{column} is {number}, which a NUMERIC cannot hold", code=Code.SQL_EXECUTION_ERROR
         )
     if abs(number) >= LIMIT:
         raise MetricError(
-            f"{column} has more than 29 digits before the point", code="SQL_EXECUTION_ERROR"
+            f"{column} has more than 29 digits before the point", code=Code.SQL_EXECUTION_ERROR
         )
     with decimal.localcontext() as context:
         context.prec = 60
         rounded = number.quantize(PLACES, rounding=decimal.ROUND_HALF_UP)
     if abs(rounded) >= LIMIT:
         raise MetricError(
-            f"{column} has more than 29 digits before the point", code="SQL_EXECUTION_ERROR"
+            f"{column} has more than 29 digits before the point", code=Code.SQL_EXECUTION_ERROR
         )
     return rounded
 
@@ -327,7 +321,7 @@ def _write_recon(run: Run, outcomes: list[Outcome]) -> None:
     except DeltaFlowError as exc:
         raise MetricError(
             f"writing the reconciliation records to {run.recon_table} failed: {exc.message}",
-            code="RECON_CREATION_ERROR",
+            code=Code.RECON_CREATION_ERROR,
         ) from None
 
 
@@ -373,7 +367,7 @@ def run_step(step: MetricsStep, pipeline: Pipeline, resources: RunResources) -> 
             f"{len(failed)} of {len(outcomes)} metrics failed: "
             + ", ".join(f"{o.metric.metric_id} ({o.error_category})" for o in failed),
             hint="see each metric's record in the recon table; the others were written",
-            code="PIPELINE_EXECUTION_ERROR",
+            code=Code.PIPELINE_EXECUTION_ERROR,
         )
         error.details = details  # type: ignore[attr-defined]
         raise error

@@ -13,16 +13,11 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
-from deltaflow.errors import DeltaFlowError
+from deltaflow.errors import PartitionValidationError
 
 MARKER = "__deltaflow_partition_info_"
 #: a placeholder, quoted ('{currently}': group 1) or bare ({currently}: group 2)
 _PLACEHOLDER = re.compile(r"'\{(currently|partition_info)\}'|\{(currently|partition_info)\}")
-
-
-class PartitionValidationError(DeltaFlowError):
-    code = "PARTITION_VALIDATION_ERROR"
-    category = "data"
 
 
 def _replace(sql: str, value: Callable[[str, int, bool], str]) -> str:

@@ -13,7 +13,7 @@ from deltaflow.config.loader import LoadedPipeline, RunContext
 from deltaflow.config.models import MetricsStep, QualityStep, SyncStep, select_steps
 from deltaflow.config.secrets import redact
 from deltaflow.connectors.protocol import RunResources
-from deltaflow.errors import DeltaFlowError, StepFailedError
+from deltaflow.errors import Code, DeltaFlowError, StepFailedError
 from deltaflow.metadata.store import RunRecord, RunStore, StepRecord
 from deltaflow.sync.runner import Observer, SyncOutcome, run_sync
 
@@ -101,7 +101,7 @@ def run_pipeline(
     return result
 
 
-CANCELLED = StepFailedError("interrupted (Ctrl-C)", code="RUN_CANCELLED")
+CANCELLED = StepFailedError("interrupted (Ctrl-C)", code=Code.RUN_CANCELLED)
 
 
 def _classify(exc: BaseException) -> DeltaFlowError:
@@ -110,7 +110,7 @@ def _classify(exc: BaseException) -> DeltaFlowError:
         return exc
     return StepFailedError(
         f"{type(exc).__name__}: {exc}",
-        code="INTERNAL_ERROR",
+        code=Code.INTERNAL_ERROR,
         hint="this is unexpected; rerun with --verbose and report it",
     )
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from deltaflow.config.models import CheckSpec, QualityStep, duration_seconds
 from deltaflow.connectors.protocol import split_table
 from deltaflow.connectors.registry import open_warehouse
-from deltaflow.errors import ConfigError, DataError, DeltaFlowError
+from deltaflow.errors import ConfigError, DeltaFlowError, QualityFailedError
 from deltaflow.schema.types import TableSchema, parse_type
 
 if TYPE_CHECKING:
@@ -61,16 +61,6 @@ class CheckResult:
         if self.rows_checked:
             return 100.0 * (1 - (self.failing_rows or 0) / self.rows_checked)
         return 100.0 if self.status == "passed" else 0.0
-
-
-class QualityFailedError(DataError):
-    """Critical checks failed; ``details`` holds every result, stored with the step."""
-
-    code = "QUALITY_CHECK_FAILED"
-
-    def __init__(self, message: str, details: dict[str, Any], **kwargs: Any):
-        super().__init__(message, **kwargs)
-        self.details = details
 
 
 def run_quality(step: QualityStep, pipeline: Pipeline, resources: RunResources) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deltaflow import quarantine
-from deltaflow.errors import ConfigError, DataError, SchemaError, did_you_mean
+from deltaflow.errors import Code, ConfigError, DataError, SchemaError, did_you_mean
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -71,7 +71,7 @@ class RowChecks:
                     f"(first value: {values[0].as_py()!r})",
                     hint="fix the rows at the source, relax the check, or set its action to "
                     "quarantine or warn",
-                    code="QUALITY_ROW_CHECK_FAILED",
+                    code=Code.QUALITY_ROW_CHECK_FAILED,
                 )
             if check.action == "quarantine":
                 shown: Any = batch.column(name).cast(pa.string())

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.connectors.protocol import encode
-from deltaflow.errors import ConfigError, DataError
+from deltaflow.errors import Code, ConfigError, DataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -165,7 +165,7 @@ class CursorFilter:
                 f"{nulls} rows have a NULL cursor ({self.spec.cursor})",
                 hint="set incremental.null_cursor to 'skip' (count and leave them) or "
                 "'load' (load them on every run, with write_mode merge)",
-                code="INCREMENTAL_NULL_CURSOR",
+                code=Code.INCREMENTAL_NULL_CURSOR,
             )
         inside = pc.and_kleene(
             self._compare(pc.greater_equal, column, self.plan.start),

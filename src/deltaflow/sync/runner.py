@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deltaflow.errors import LoadError
+from deltaflow.errors import Code, LoadError
 from deltaflow.sync.load import load_split_by_split, load_streamed
 from deltaflow.sync.observer import NullObserver, Observer
 from deltaflow.sync.streams import Stream, default_parallelism, open_stream
@@ -136,5 +136,5 @@ def _reconcile(outcome: SyncOutcome) -> None:
             f"{outcome.rows_quarantined}",
             hint="the destination may hold a partial load: rerun the step with write_mode "
             "replace or merge, and report this as a bug",
-            code="LOAD_RECONCILIATION_FAILED",
+            code=Code.LOAD_RECONCILIATION_FAILED,
         )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from deltaflow.connectors.bigquery.clients import client, job_retry
 from deltaflow.connectors.protocol import split_table
-from deltaflow.errors import ConfigError
+from deltaflow.errors import Code, ConfigError
 from deltaflow.schema.mappings import quote_backtick
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def _no_fingerprints() -> ConfigError:
         "duckdb and postgres only",
         hint="reconcile a DuckDB or PostgreSQL table, or compare BigQuery tables with a "
         "quality step's custom_sql check",
-        code="CONFIG_RECONCILE_UNSUPPORTED",
+        code=Code.CONFIG_RECONCILE_UNSUPPORTED,
     )
 
 
