@@ -107,21 +107,3 @@ def scalar(cur: Any, sql: str, params: list[Any] | None = None) -> int:
     cursor whose ``execute`` returns itself (DuckDB's)."""
     row = cur.execute(sql, params).fetchone()
     return int(row[0]) if row else 0
-
-
-def state_table_sql(table: str) -> str:
-    return (
-        f"CREATE TABLE IF NOT EXISTS {table} (state_key VARCHAR PRIMARY KEY, cursor VARCHAR, "
-        "watermark VARCHAR, boundary VARCHAR, run_id VARCHAR, updated_at VARCHAR)"
-    )
-
-
-def state_upsert_sql(table: str) -> str:
-    """Parameters $1..$6: key, cursor, watermark, boundary (JSON list), run id, time."""
-    return (
-        f"INSERT INTO {table} (state_key, cursor, watermark, boundary, run_id, updated_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (state_key) DO UPDATE SET "
-        "cursor = excluded.cursor, watermark = excluded.watermark, "
-        "boundary = excluded.boundary, run_id = excluded.run_id, "
-        "updated_at = excluded.updated_at"
-    )
