@@ -253,7 +253,7 @@ INSERT INTO scanned VALUES
 def test_the_duckdb_scanner_reads_exactly_what_adbc_reads(
     tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deltaflow.connectors import postgres
+    from deltaflow.connectors.postgres import scanner as postgres
     from deltaflow.errors import SourceError
 
     sql(pg_dsn, SCANNED)

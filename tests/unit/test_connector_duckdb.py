@@ -18,7 +18,7 @@ from deltaflow.config.models import DestinationSpec, SourceSpec
 from deltaflow.connectors import open_destination, open_source
 from deltaflow.connectors.duckdb import STAGING_PREFIX, DuckDBDestination, DuckDBSource, connect
 from deltaflow.connectors.protocol import RunResources
-from deltaflow.errors import LoadError, SourceError, UnsupportedTypeError
+from deltaflow.errors import LoadError, SchemaError, SourceError, UnsupportedTypeError
 from deltaflow.schema.types import TableSchema
 
 CONN = DuckDBConnection(type="duckdb", path="warehouse.duckdb")
@@ -168,6 +168,55 @@ def test_prepare_finds_a_table_named_in_another_case(resources: RunResources) ->
     assert list(other_case.columns()) == ["id", "status"]
     result = load(other_case, orders([2]), "append")
     assert result.table_rows == 2
+
+
+def policy_dest(resources: RunResources, on_schema_change: Any) -> DuckDBDestination:
+    spec = DestinationSpec(connection="wh", table="raw.orders", on_schema_change=on_schema_change)
+    opened = open_destination(CONN, spec, resources)
+    assert isinstance(opened, DuckDBDestination)
+    return opened
+
+
+def test_on_schema_change_fail_refuses_a_new_column_and_leaves_the_table(
+    resources: RunResources,
+) -> None:
+    target = policy_dest(resources, "fail")
+    load(target, orders([1]), "append")
+    target.prepare(TableSchema.from_arrow(orders([2]).schema))  # the same columns: fine
+    wider = orders([2]).append_column("total", pa.array([1.5]))
+    with pytest.raises(SchemaError, match=r"column total of raw\.orders is \(missing\) in DuckDB"):
+        target.prepare(TableSchema.from_arrow(wider.schema))
+    assert target.columns() == {"id": "BIGINT", "status": "VARCHAR"}
+
+
+def test_on_schema_change_add_columns_adds_columns_but_refuses_a_wider_type(
+    resources: RunResources, db: duckdb.DuckDBPyConnection
+) -> None:
+    target = policy_dest(resources, "add_columns")
+    db.execute("CREATE SCHEMA raw; CREATE TABLE raw.orders (id INTEGER, status VARCHAR)")
+    wider = pa.table({"id": pa.array([1], pa.int32()), "Total": [1.5]})
+    target.prepare(TableSchema.from_arrow(wider.schema))
+    assert target.columns() == {"id": "INTEGER", "status": "VARCHAR", "Total": "DOUBLE"}
+    with pytest.raises(SchemaError, match=r"column id of raw\.orders is INTEGER in DuckDB but the"):
+        target.prepare(TableSchema.from_arrow(orders([2**40]).schema))
+    assert target.columns()["id"] == "INTEGER"
+
+
+def test_on_schema_change_evolve_widens_a_column_in_place(
+    resources: RunResources, db: duckdb.DuckDBPyConnection
+) -> None:
+    db.execute("CREATE SCHEMA raw; CREATE TABLE raw.orders (id INTEGER, amount DECIMAL(6,2))")
+    db.execute("INSERT INTO raw.orders VALUES (1, 1234.56)")
+    target = dest(resources, "raw.orders")
+    incoming = pa.table(
+        {
+            "id": pa.array([2**40], pa.int64()),
+            "amount": pa.array([Decimal("0.125")], pa.decimal128(4, 3)),
+        }
+    )
+    load(target, incoming, "append")
+    assert target.columns() == {"id": "BIGINT", "amount": "DECIMAL(7,3)"}
+    assert rows(db, "raw.orders") == [(1, Decimal("1234.560")), (2**40, Decimal("0.125"))]
 
 
 # --------------------------------------------------------------------------- append / replace

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from deltaflow.connectors.postgres import PgColumn, _copies_into, _jsonb_binary
+from deltaflow.connectors.postgres import PgColumn
+from deltaflow.connectors.postgres.ingest import copies_into as _copies_into
+from deltaflow.connectors.postgres.ingest import jsonb_binary as _jsonb_binary
 from deltaflow.schema.types import LogicalType
 
 

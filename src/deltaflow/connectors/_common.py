@@ -1,5 +1,9 @@
-"""What the connectors share, written once: table naming, merge-key checks, the state
-table's SQL, relaying a reader's failure, conforming driver batches.
+"""What the connectors share, written once: table naming, merge-key checks, relaying a
+reader's failure, conforming driver batches, a statement's single value.
+
+The state table's rows (``STATE_TABLE``, ``state_params``, ...) are written in
+``_sql.state`` and the schema-change error in ``deltaflow.schema.evolution``; they are
+re-exported here for the connectors that import them from this module.
 
 Private to ``deltaflow.connectors``: layers above use ``protocol`` and ``registry``.
 """
@@ -9,12 +13,31 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from deltaflow.connectors.protocol import StateRecord
-from deltaflow.errors import LoadError, SchemaError
+from deltaflow.connectors._sql.state import (
+    STATE_COLUMNS,
+    STATE_TABLE,
+    state_from_row,
+    state_params,
+)
+from deltaflow.errors import LoadError
+from deltaflow.schema.evolution import schema_change_error
 from deltaflow.schema.mappings import quote_double
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+__all__ = [
+    "STATE_COLUMNS",
+    "STATE_TABLE",
+    "check_merge_keys",
+    "conform_batch",
+    "quoted",
+    "relay_failures",
+    "scalar",
+    "schema_change_error",
+    "state_from_row",
+    "state_params",
+]
 
 
 def quoted(schema: str, table: str) -> str:
@@ -44,19 +67,6 @@ def check_merge_keys(
         )
 
 
-def schema_change_error(
-    table: str, engine: str, column: str, current: str, wanted: str
-) -> SchemaError:
-    """The table's column differs from the source's in a way the policy does not allow."""
-    return SchemaError(
-        f"column {column} of {table} is {current} in {engine} but the source needs {wanted}",
-        hint="set destination.on_schema_change: 'evolve' (add columns and widen types), "
-        "'add_columns' (only add), or 'fail'; a narrowing change needs a manual migration "
-        "or drop_existing: true",
-        code="SCHEMA_CHANGE_REJECTED",
-    )
-
-
 def relay_failures(
     batches: pa.RecordBatchReader, failures: list[BaseException]
 ) -> pa.RecordBatchReader:
@@ -77,55 +87,6 @@ def relay_failures(
     return pa.RecordBatchReader.from_batches(batches.schema, relay())
 
 
-# --------------------------------------------------------------------------- incremental state
-
-STATE_TABLE = "_deltaflow_state"
-
-
-def state_table_sql(table: str) -> str:
-    return (
-        f"CREATE TABLE IF NOT EXISTS {table} (state_key VARCHAR PRIMARY KEY, cursor VARCHAR, "
-        "watermark VARCHAR, boundary VARCHAR, run_id VARCHAR, updated_at VARCHAR)"
-    )
-
-
-def state_upsert_sql(table: str) -> str:
-    """Parameters $1..$6: key, cursor, watermark, boundary (JSON list), run id, time."""
-    return (
-        f"INSERT INTO {table} (state_key, cursor, watermark, boundary, run_id, updated_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (state_key) DO UPDATE SET "
-        "cursor = excluded.cursor, watermark = excluded.watermark, "
-        "boundary = excluded.boundary, run_id = excluded.run_id, "
-        "updated_at = excluded.updated_at"
-    )
-
-
-def state_params(record: StateRecord) -> list[Any]:
-    import datetime as dt
-    import json
-
-    return [
-        record.key,
-        record.cursor,
-        record.watermark,
-        json.dumps(sorted(record.boundary)),
-        record.run_id,
-        record.updated_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    ]
-
-
-def state_from_row(row: tuple[Any, ...]) -> StateRecord:
-    import json
-
-    key, cursor, watermark, boundary, run_id, updated_at = row
-    return StateRecord(
-        key, cursor, watermark, tuple(json.loads(boundary or "[]")), run_id or "", updated_at or ""
-    )
-
-
-STATE_COLUMNS = "state_key, cursor, watermark, boundary, run_id, updated_at"
-
-
 def conform_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
     """A batch as a driver returns it, in the carrier types of ``target``: extension
     types (json, uuid) by their storage, other differences (numeric as text, ...) cast."""
@@ -139,3 +100,10 @@ def conform_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
             column = column.cast(wanted.type)
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, schema=target)
+
+
+def scalar(cur: Any, sql: str, params: list[Any] | None = None) -> int:
+    """The first value of the statement's first row, as an integer (0 without rows), on a
+    cursor whose ``execute`` returns itself (DuckDB's)."""
+    row = cur.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
