@@ -297,6 +297,8 @@ class QualityFailedError(DataError):
 class MetricError(DataError):
     """A metric that failed; ``code`` is one of the framework's error categories."""
 
+    code = Code.SQL_EXECUTION_ERROR
+
 
 class PartitionValidationError(DataError):
     """A table named by {partition_info} has no partition the metric can use."""

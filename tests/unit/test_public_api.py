@@ -74,21 +74,29 @@ def test_every_error_has_a_unique_code_a_category_and_a_retry_class() -> None:
             "config",
             "connector",
             "schema",
+            "data",
             "load",
             "run",
             "internal",
         )
         assert isinstance(cls.retryable, bool)
+        assert cls.code in errors.Code
     assert errors.ConnectionFailedError.retryable
+    assert errors.ConnectionLostError.retryable
     assert not errors.SourceError.retryable
 
 
 @pytest.mark.parametrize("cls", error_classes(), ids=lambda c: c.__name__)
 def test_errors_survive_pickling_with_code_and_hint(cls: type[errors.DeltaFlowError]) -> None:
+    specific = errors.Code.LOAD_NO_PRIMARY_KEY  # a more specific code than the class's
     if cls is errors.ConfigValidationError:
         error: errors.DeltaFlowError = cls([errors.Diagnostic("bad", path="a.b", line=3)])
+    elif cls is errors.JsonValidationError:
+        error = cls("metrics.json", ["m1: sql: is empty"])
+    elif cls is errors.QualityFailedError:
+        error = cls("2 checks failed", {"checks": []}, hint="use 'y'", code=specific)
     else:
-        error = cls("the value 'x' is wrong", hint="use 'y'", code="SPECIFIC_CODE")
+        error = cls("the value 'x' is wrong", hint="use 'y'", code=specific)
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is cls
     assert str(copy) == str(error)
@@ -101,3 +109,8 @@ def test_message_carries_the_fix() -> None:
     assert str(error) == "no files match 'x' Fix: check the path"
     assert errors.did_you_mean("duckbd", ["duckdb", "files"]) == " Did you mean 'duckdb'?"
     assert errors.did_you_mean("zzz", ["duckdb"]) == ""
+
+
+def test_an_error_code_outside_the_enumeration_is_refused() -> None:
+    with pytest.raises(ValueError, match="SPECIFIC_CODE"):
+        errors.LoadError("x", code="SPECIFIC_CODE")  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ class DuckDBConnection(ConnectionBase):
     """An embedded DuckDB database file: the default warehouse."""
 
     source_options = frozenset({"table", "query", "columns", "where", "stream", "limit"})
-    destination_options = frozenset({"table", "write_mode", "primary_key"})
+    destination_options = frozenset({"table", "write_mode", "primary_key", "on_schema_change"})
     required_source = (frozenset({"table", "query"}),)
     required_destination = (frozenset({"table"}),)
     write_modes = ("append", "replace", "merge")

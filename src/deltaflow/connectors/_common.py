@@ -19,7 +19,7 @@ from deltaflow.connectors._sql.state import (
     state_from_row,
     state_params,
 )
-from deltaflow.errors import LoadError
+from deltaflow.errors import Code, LoadError
 from deltaflow.schema.evolution import schema_change_error
 from deltaflow.schema.mappings import quote_double
 
@@ -55,7 +55,7 @@ def check_merge_keys(
         raise LoadError(
             f"write_mode merge into {table} needs a primary key",
             hint="set destination.primary_key, or use write_mode append or replace",
-            code="LOAD_NO_PRIMARY_KEY",
+            code=Code.LOAD_NO_PRIMARY_KEY,
         )
     nulls = count_nulls(" OR ".join(f"{quote_double(k)} IS NULL" for k in primary_key))
     if nulls:
@@ -63,7 +63,7 @@ def check_merge_keys(
         raise LoadError(
             f"{nulls} rows have NULL in the primary key ({keys}) of {table}",
             hint="merge needs a complete primary key; filter or fix those rows",
-            code="LOAD_NULL_PRIMARY_KEY",
+            code=Code.LOAD_NULL_PRIMARY_KEY,
         )
 
 

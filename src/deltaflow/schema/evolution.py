@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
-from deltaflow.errors import SchemaError
+from deltaflow.errors import Code, SchemaError
 from deltaflow.schema.types import Column, LogicalType, TableSchema
 
 Policy = Literal["fail", "add_columns", "evolve"]
@@ -131,5 +131,5 @@ def schema_change_error(
         hint="set destination.on_schema_change: 'evolve' (add columns and widen types), "
         "'add_columns' (only add), or 'fail'; a narrowing change needs a manual migration "
         "or drop_existing: true",
-        code="SCHEMA_CHANGE_REJECTED",
+        code=Code.SCHEMA_CHANGE_REJECTED,
     )

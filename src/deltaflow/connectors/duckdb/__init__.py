@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from deltaflow.connectors.duckdb.client import connect, execute, qualified, query, scalar
+from deltaflow.connectors.duckdb.client import connect, qualified, scalar
 from deltaflow.connectors.duckdb.destination import (
     INSERT_CHUNK_ROWS,
     STAGING_PREFIX,
@@ -30,11 +30,9 @@ __all__ = [
     "DuckDBDestination",
     "DuckDBSource",
     "connect",
-    "execute",
     "open_destination",
     "open_source",
     "qualified",
-    "query",
     "scalar",
 ]
 

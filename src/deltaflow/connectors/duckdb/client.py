@@ -10,11 +10,10 @@ from deltaflow.errors import DestinationError
 
 if TYPE_CHECKING:
     import duckdb
-    import pyarrow as pa
 
     from deltaflow.config.connections import DuckDBConnection
 
-__all__ = ["connect", "execute", "qualified", "query", "scalar"]
+__all__ = ["connect", "qualified", "scalar"]
 
 
 def connect(conn: DuckDBConnection, resources: RunResources) -> duckdb.DuckDBPyConnection:
@@ -53,32 +52,3 @@ def _open(conn: DuckDBConnection, resources: RunResources, path: str) -> duckdb.
 def qualified(name: str) -> tuple[str, str]:
     """``a.b`` -> ("a", "b"); a bare name lives in schema ``main``."""
     return split_table(name, "main")
-
-
-def query(
-    conn: DuckDBConnection, resources: RunResources, sql: str, timeout: float | None = None
-) -> pa.Table:
-    """Run one read-only query (quality checks, metrics) and return its rows; past
-    ``timeout`` seconds the query is interrupted."""
-    import threading
-
-    cursor = connect(conn, resources).cursor()
-    timer = threading.Timer(timeout, cursor.interrupt) if timeout else None
-    try:
-        if timer is not None:
-            timer.start()
-        table: pa.Table = cursor.execute(sql).to_arrow_table()
-    finally:
-        if timer is not None:
-            timer.cancel()
-        cursor.close()
-    return table
-
-
-def execute(conn: DuckDBConnection, resources: RunResources, sql: str) -> None:
-    """Run one statement that changes data (quarantine purge and replay), committed."""
-    cursor = connect(conn, resources).cursor()
-    try:
-        cursor.execute(sql)
-    finally:
-        cursor.close()

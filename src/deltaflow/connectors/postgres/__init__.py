@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING
 from deltaflow.connectors.postgres.catalog import PgColumn, describe
 from deltaflow.connectors.postgres.client import (
     connect,
-    execute,
     qualified,
-    query,
     secret_uri,
 )
 from deltaflow.connectors.postgres.destination import STAGING_PREFIX, PostgresDestination
@@ -36,11 +34,9 @@ __all__ = [
     "PostgresSource",
     "connect",
     "describe",
-    "execute",
     "open_destination",
     "open_source",
     "qualified",
-    "query",
     "scanner_extension",
     "secret_uri",
 ]

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from contextlib import closing
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from deltaflow.config.secrets import remember
-from deltaflow.connectors.protocol import RunResources, split_table
+from deltaflow.connectors.protocol import split_table
 from deltaflow.errors import ConnectionFailedError
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from deltaflow.config.connections import PostgresConnection
 
-__all__ = ["connect", "execute", "fetch", "qualified", "query", "run", "secret_uri"]
+__all__ = ["connect", "fetch", "qualified", "run", "secret_uri"]
 
 
 def secret_uri(conn: PostgresConnection) -> str:
@@ -60,26 +57,3 @@ def run(cur: Any, sql: str, params: list[Any]) -> None:
         cur.execute(sql, params)
     else:
         cur.execute(sql)
-
-
-def query(
-    conn: PostgresConnection, resources: RunResources, sql: str, timeout: float | None = None
-) -> pa.Table:
-    """Run one read-only query (quality checks, metrics) and return its rows; past
-    ``timeout`` seconds the server cancels it (statement_timeout)."""
-    with closing(connect(conn)) as db, closing(db.cursor()) as cur:
-        try:
-            if timeout:
-                cur.execute(f"SET statement_timeout = {int(timeout * 1000)}")
-            cur.execute(sql)
-            table: pa.Table = cur.fetch_arrow_table()
-        finally:
-            db.rollback()
-    return table
-
-
-def execute(conn: PostgresConnection, resources: RunResources, sql: str) -> None:
-    """Run one statement that changes data (quarantine purge and replay), committed."""
-    with closing(connect(conn)) as db, closing(db.cursor()) as cur:
-        cur.execute(sql)
-        db.commit()
