@@ -117,6 +117,7 @@ __all__ = [
     "UnsupportedTypeError",
     "VariableError",
     "did_you_mean",
+    "require",
 ]
 
 
@@ -234,7 +235,26 @@ class UnknownConnectorError(ConnectorError):
 
 
 class MissingDependencyError(ConnectorError):
+    """An optional extra is not installed; the hint is the pip command that installs it."""
+
     code = Code.DEPENDENCY_MISSING
+
+
+def require(extra: str, modules: Iterable[str], feature: str) -> None:
+    """Raise ``MissingDependencyError`` naming ``pip install 'deltaflow[extra]'`` when one of
+    ``modules`` (the drivers of an extra) cannot be imported; ``feature`` says what needs it."""
+    import importlib.util
+
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a missing parent package, or a blocked module
+            found = False
+        if not found:
+            raise MissingDependencyError(
+                f"{feature} needs the Python package '{name}', which is not installed",
+                hint=f"pip install 'deltaflow[{extra}]'",
+            )
 
 
 class ConnectionFailedError(ConnectorError):

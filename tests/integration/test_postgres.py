@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -307,7 +308,7 @@ def test_the_duckdb_scanner_reads_exactly_what_adbc_reads(
 
 
 def test_a_connection_lost_mid_read_is_a_clear_error(tmp_path: Path, pg_dsn: str) -> None:
-    from deltaflow.errors import SourceError
+    from deltaflow.errors import ConnectionLostError
 
     sql(
         pg_dsn,
@@ -322,9 +323,41 @@ def test_a_connection_lost_mid_read_is_a_clear_error(tmp_path: Path, pg_dsn: str
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE pid <> pg_backend_pid() AND query LIKE 'COPY (SELECT%lost%'",
     )
-    with pytest.raises(SourceError, match="reading PostgreSQL stream 'lost' failed"):
+    with pytest.raises(ConnectionLostError, match="reading PostgreSQL stream 'lost' failed") as e:
         for _ in batches:
             pass
+    assert e.value.retryable  # a rerun resumes from what was committed
+
+
+def test_a_connection_lost_mid_load_is_retryable_and_loads_nothing(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    from deltaflow.config.models import DestinationSpec
+    from deltaflow.connectors.registry import open_destination
+    from deltaflow.errors import ConnectionLostError
+    from deltaflow.schema.types import TableSchema
+
+    schema = pa.schema([("id", pa.int64()), ("h", pa.string())])
+    conn = PostgresConnection(type="postgres", dsn=pg_dsn)
+    spec = DestinationSpec(connection="pg", table="public.cut", write_mode="append")
+    destination = open_destination(conn, spec, RunResources(tmp_path, "run-1"))
+    destination.prepare(TableSchema.from_arrow(schema))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        ids = list(range(10_000))
+        yield pa.record_batch([ids, [str(i) for i in ids]], schema=schema)
+        # the loading connection is the only other backend of this database
+        sql(
+            pg_dsn,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+            "datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        yield pa.record_batch([ids, [str(i) for i in ids]], schema=schema)
+
+    with pytest.raises(ConnectionLostError, match="connection was lost") as e:
+        destination.load(pa.RecordBatchReader.from_batches(schema, batches()), "append", ())
+    assert e.value.retryable
+    assert sql(pg_dsn, "SELECT count(*) FROM cut") == [(0,)]
 
 
 def test_a_scanner_read_stopped_early_cancels_its_copy(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,38 @@ def test_message_carries_the_fix() -> None:
 def test_an_error_code_outside_the_enumeration_is_refused() -> None:
     with pytest.raises(ValueError, match="SPECIFIC_CODE"):
         errors.LoadError("x", code="SPECIFIC_CODE")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "blocked", "extra"),
+    [("postgres", "adbc_driver_postgresql", "postgres"), ("mongodb", "pymongo", "mongodb")],
+)
+def test_a_connector_without_its_extra_names_the_pip_command(
+    kind: str, blocked: str, extra: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from deltaflow.config.connections import CONNECTION_MODELS
+    from deltaflow.config.models import DestinationSpec
+    from deltaflow.connectors.protocol import RunResources
+    from deltaflow.connectors.registry import open_destination
+
+    monkeypatch.setitem(sys.modules, blocked, None)  # as if it were not installed
+    options = {
+        "postgres": {"dsn": "postgresql://h/db"},
+        "mongodb": {"uri": "mongodb://h", "database": "d"},
+    }
+    conn = CONNECTION_MODELS[kind].model_validate({"type": kind, **options[kind]})
+    spec = DestinationSpec(connection="c", table="t")
+    with pytest.raises(errors.MissingDependencyError, match=blocked) as caught:
+        open_destination(conn, spec, RunResources(tmp_path, "r"))
+    assert caught.value.hint == f"pip install 'deltaflow[{extra}]'"
+
+
+def test_metric_definitions_on_gcs_without_the_extra_name_the_pip_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deltaflow.metrics.definitions import read_text
+
+    monkeypatch.setitem(sys.modules, "gcsfs", None)
+    with pytest.raises(errors.MissingDependencyError, match="gcsfs") as caught:
+        read_text("gs://bucket/metrics.json")
+    assert caught.value.hint == "pip install 'deltaflow[gcs]'"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from deltaflow.errors import Code, ConfigError, UnknownConnectorError, did_you_mean
+from deltaflow.errors import Code, ConfigError, UnknownConnectorError, did_you_mean, require
 
 if TYPE_CHECKING:
     from deltaflow.config.connections import ConnectionBase
@@ -26,13 +26,25 @@ REGISTRY: dict[str, str] = {
 }
 
 
+#: connection type -> the extra that installs its drivers, and the modules it needs
+DRIVERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bigquery": ("bigquery", ("google.cloud.bigquery", "google.cloud.bigquery_storage_v1")),
+    "mongodb": ("mongodb", ("pymongo", "bson")),
+    "postgres": ("postgres", ("adbc_driver_postgresql", "duckdb_extension_postgres_scanner")),
+}
+
+
 def _package(kind: str) -> str:
-    """The package under deltaflow.connectors that serves ``kind``."""
+    """The package under deltaflow.connectors that serves ``kind``, its drivers checked:
+    a missing extra is a MissingDependencyError naming the pip command."""
     if kind not in REGISTRY:
         raise UnknownConnectorError(
             f"unknown connector '{kind}'.{did_you_mean(kind, REGISTRY)}",
             hint=f"use one of: {', '.join(sorted(REGISTRY))}",
         )
+    if kind in DRIVERS:
+        extra, modules = DRIVERS[kind]
+        require(extra, modules, f"the {kind} connector")
     return REGISTRY[kind]
 
 

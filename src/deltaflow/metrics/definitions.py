@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from deltaflow.errors import Code, ConfigError, JsonValidationError
+from deltaflow.errors import Code, ConfigError, JsonValidationError, require
 
 FIELDS = ("metric_id", "metric_name", "metric_type", "sql", "dependency", "target_table")
 METRIC_TYPES = ("ratio", "count", "sum", "average")
@@ -47,6 +47,8 @@ class Problem:
 
 def read_text(path: str) -> str:
     """The file's text, from a local path or gs:// (GCS through fsspec)."""
+    if path.startswith("gs://"):
+        require("gcs", ("fsspec", "gcsfs"), "reading metric definitions from gs://")
     try:
         if path.startswith("gs://"):
             import os

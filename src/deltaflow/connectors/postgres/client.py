@@ -7,12 +7,25 @@ from urllib.parse import urlsplit
 
 from deltaflow.config.secrets import remember
 from deltaflow.connectors.protocol import split_table
-from deltaflow.errors import ConnectionFailedError
+from deltaflow.errors import ConnectionFailedError, ConnectionLostError, SourceError
 
 if TYPE_CHECKING:
     from deltaflow.config.connections import PostgresConnection
 
-__all__ = ["connect", "fetch", "qualified", "run", "secret_uri"]
+__all__ = ["connect", "fetch", "lost", "qualified", "read_failure", "run", "secret_uri"]
+
+#: SQLSTATEs of a connection that went away: class 08, and the server shutting down
+LOST_STATES = ("08", "57P01", "57P02", "57P03")
+#: what libpq says when the connection went away (the PostgreSQL scanner gives no SQLSTATE)
+LOST_WORDS = (
+    "server closed the connection",
+    "terminating connection",
+    "no connection to the server",
+    "could not receive data from server",
+    "could not send data to server",
+    "SSL SYSCALL error",
+    "connection is closed",
+)
 
 
 def secret_uri(conn: PostgresConnection) -> str:
@@ -57,3 +70,27 @@ def run(cur: Any, sql: str, params: list[Any]) -> None:
         cur.execute(sql, params)
     else:
         cur.execute(sql)
+
+
+def lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection to the server went away (rather than that the
+    statement was wrong): such a failure is worth a retry."""
+    state = str(getattr(exc, "sqlstate", "") or "")
+    if state.startswith(LOST_STATES):
+        return True
+    text = str(exc)
+    return any(words in text for words in LOST_WORDS)
+
+
+def read_failure(
+    stream: str, message: str, exc: BaseException
+) -> SourceError | ConnectionLostError:
+    """The error for a failed read of ``stream``: retryable when the connection was lost."""
+    text = f"reading PostgreSQL stream '{stream}' failed: {message}"
+    if lost(exc):
+        return ConnectionLostError(
+            text,
+            hint="the connection to PostgreSQL was lost; run the step again (what was "
+            "committed is kept), and check the server's log if it repeats",
+        )
+    return SourceError(text, hint="check the SQL, the table and the connection")

@@ -14,6 +14,7 @@ The table's schema evolves as ``destination.on_schema_change`` says (see
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -24,11 +25,11 @@ from deltaflow import quarantine
 from deltaflow.connectors._common import check_merge_keys, quoted, relay_failures
 from deltaflow.connectors._sql.state import STATE_TABLE, StateSQL, StateTable
 from deltaflow.connectors.postgres.catalog import PgColumn, describe
-from deltaflow.connectors.postgres.client import connect, fetch, qualified
+from deltaflow.connectors.postgres.client import connect, fetch, lost, qualified
 from deltaflow.connectors.postgres.ingest import copies_into, ingestable, jsonb_binary
 from deltaflow.connectors.postgres.types import evolution
 from deltaflow.connectors.protocol import LoadResult, StateRecord
-from deltaflow.errors import LoadError, SchemaError
+from deltaflow.errors import ConnectionLostError, LoadError, SchemaError
 from deltaflow.faults import crash_point
 from deltaflow.schema.evolution import Change, plan_changes
 from deltaflow.schema.mappings import postgres_type, quote_double
@@ -186,11 +187,18 @@ class PostgresDestination(StateTable[CursorSession]):
                 db.commit()
                 crash_point("after_commit")
             except BaseException as exc:
-                db.rollback()
+                with contextlib.suppress(Exception):  # a lost connection cannot roll back
+                    db.rollback()
                 if upstream:
                     raise upstream[0] from None
                 if isinstance(exc, (LoadError, SchemaError)):
                     raise
+                if isinstance(exc, Exception) and lost(exc):
+                    raise ConnectionLostError(
+                        f"loading into PostgreSQL table {self.name} failed: the connection "
+                        f"was lost: {exc}",
+                        hint="nothing of this load was committed; run the step again",
+                    ) from exc
                 if isinstance(exc, Exception):
                     raise LoadError(
                         f"loading into PostgreSQL table {self.name} failed: {exc}",

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 
 from deltaflow.config.secrets import redact
 from deltaflow.connectors._common import conform_batch, scalar
-from deltaflow.connectors.postgres.client import secret_uri
-from deltaflow.errors import SourceError
+from deltaflow.connectors.postgres.client import read_failure, secret_uri
 from deltaflow.schema.mappings import quote_double, quote_single
 
 if TYPE_CHECKING:
@@ -140,10 +139,7 @@ def scan(
         finished = True
     except Exception as exc:  # duckdb.Error, and OSError for a lost connection
         message = redact(str(exc).replace(uri, "the connection's URI"))
-        raise SourceError(
-            f"reading PostgreSQL stream '{stream}' failed: {message}",
-            hint="check the SQL, the table and the connection",
-        ) from None
+        raise read_failure(stream, message, exc) from None
     finally:
         if backend is not None and not finished:  # stopped early: end the COPY, the
             cancel(backend)  # rollback would otherwise read all of it

@@ -22,7 +22,7 @@ from deltaflow.connectors._sql.select import (
 )
 from deltaflow.connectors.postgres import scanner as duckdb_scanner
 from deltaflow.connectors.postgres.catalog import PgColumn, describe, result_columns
-from deltaflow.connectors.postgres.client import connect, fetch, qualified, run
+from deltaflow.connectors.postgres.client import connect, fetch, qualified, read_failure, run
 from deltaflow.connectors.protocol import CursorWindow, RunResources, Split
 from deltaflow.errors import SourceError, did_you_mean
 from deltaflow.schema.mappings import quote_double
@@ -205,10 +205,7 @@ class PostgresSource:
             except Exception as exc:
                 if isinstance(exc, SourceError):
                     raise
-                raise SourceError(
-                    f"reading PostgreSQL stream '{self.name}' failed: {exc}",
-                    hint="check the SQL, the table and the connection",
-                ) from exc
+                raise read_failure(self.name, str(exc), exc) from exc
             finally:
                 db.rollback()
 
