@@ -100,6 +100,7 @@ def print_incremental(steps: list[StepRecord]) -> None:
 
 
 def _incremental_line(plan: dict[str, Any]) -> str:
+    """One incremental plan as a line of text."""
     window = f"[{plan.get('start') or 'beginning'}, {plan.get('end') or 'no end'})"
     parts = [f"{plan['mode']} on {plan['cursor']} {window}: {plan['reason']}"]
     parts.append(f"NULL cursors {plan.get('null_cursor_rows', 0):,}")
@@ -119,6 +120,7 @@ def print_load_notes(steps: list[StepRecord]) -> None:
 
 
 def _load_notes(d: dict[str, Any]) -> list[str]:
+    """The notes worth printing from a load step's details."""
     notes = []
     if d.get("quarantined"):
         notes.append(f"{d['quarantined']:,} rows quarantined in {d.get('quarantine_table')}")

@@ -111,6 +111,7 @@ def metrics_run(
 
 
 def _print_outcomes(day: dt.date, outcomes: list[Outcome]) -> None:
+    """One row per metric: its status, its output or its error."""
     listing = table(f"Metrics for {day}", "metric", "status", "output>", "error")
     for o in outcomes:
         output = o.row.get("metric_output") if o.row else None

@@ -72,6 +72,7 @@ def reconcile(
 
 
 def _print_outcome(outcome: ReconcileOutcome) -> None:
+    """The verdict with counts, the differing keys (the first few), the record table."""
     result = outcome.result
     out.print(
         f"{outcome.source_table} -> {outcome.target_table}: {outcome.verdict} "

@@ -222,6 +222,7 @@ class _progress:
 
 
 def _speed_column() -> Any:
+    """A progress column of rows per second."""
     from rich.progress import ProgressColumn
     from rich.text import Text
 
@@ -233,6 +234,7 @@ def _speed_column() -> Any:
 
 
 def _print_result(result: RunResult) -> None:
+    """One row per step of the run, then what the steps did beyond it."""
     steps = table(
         f"Run {result.run.run_id} of {result.run.pipeline_id}: {result.run.status}",
         "step",

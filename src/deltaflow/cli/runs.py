@@ -32,6 +32,7 @@ def runs(
 
 
 def _print_runs(records: list[RunRecord]) -> None:
+    """One row per run."""
     listing = table(
         "Recent runs",
         "run id",
@@ -87,6 +88,7 @@ def runs_show(
 
 
 def _print_steps(steps: list[StepRecord]) -> None:
+    """One row per step of a run."""
     listing = table(
         "Steps",
         "step",

@@ -37,6 +37,7 @@ def state_show(
 
 
 def _print_state(found: list[StepState]) -> None:
+    """One row per stream of each incremental step ("none yet" before its first run)."""
     listing = table(
         "Incremental state",
         "step",

@@ -63,9 +63,9 @@ class PreparedRun:
     context: RunContext
 
 
-def prepare(request: RunRequest, context: RunContext | None = None) -> PreparedRun:
-    """Load the pipeline with the request's variables (``context``: made if not given)."""
-    context = context or request.context()
+def prepare(request: RunRequest) -> PreparedRun:
+    """Load the pipeline with the request's variables, in the request's run context."""
+    context = request.context()
     loaded = load(request.pipeline, request.configs, request.variables, context)
     return PreparedRun(request, loaded, context)
 
