@@ -127,7 +127,7 @@ def test_an_error_outside_the_steps_is_never_recorded_as_success(
 def test_verbose_logs_mask_secrets_in_tracebacks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from deltaflow.cli import _setup_logging
+    from deltaflow.cli._render import setup_logging as _setup_logging
 
     remember("tok-Very-Secret-991")
     _setup_logging(verbose=True)
