@@ -6,6 +6,7 @@ The tree::
     ├── ConfigError                     category "config", terminal
     │   ├── ConfigValidationError       one or more diagnostics (file, line, key path, hint)
     │   ├── PipelineNotFoundError
+    │   ├── NoQualityStepError          ``check`` of a pipeline without quality steps
     │   ├── VariableError               an unresolved {variable}
     │   └── SecretError                 an unresolvable ${env:..} / ${file:..} reference
     ├── ConnectorError                  category "connector"
@@ -22,6 +23,7 @@ The tree::
     │   ├── QualityFailedError          critical checks failed (results in ``details``)
     │   ├── MetricError                 a metric failed (code: the framework's category)
     │   └── PartitionValidationError    a {partition_info} table has no usable partition
+    ├── RunNotFoundError                category "run": no run has this id
     └── StepFailedError                 category "run": a step of a pipeline failed
 
 ``ConfigError`` also has ``JsonValidationError`` (metric definition files).
@@ -51,6 +53,7 @@ class Code(enum.StrEnum):
     # configuration
     CONFIG_INVALID = "CONFIG_INVALID"
     CONFIG_NOT_FOUND = "CONFIG_NOT_FOUND"
+    CONFIG_NO_QUALITY_STEP = "CONFIG_NO_QUALITY_STEP"
     CONFIG_RECONCILE_UNSUPPORTED = "CONFIG_RECONCILE_UNSUPPORTED"
     CONFIG_NOT_A_WAREHOUSE = "CONFIG_NOT_A_WAREHOUSE"
     CONFIG_PIPELINE_NOT_FOUND = "CONFIG_PIPELINE_NOT_FOUND"
@@ -88,6 +91,7 @@ class Code(enum.StrEnum):
     # runs
     STEP_FAILED = "STEP_FAILED"
     RUN_CANCELLED = "RUN_CANCELLED"
+    RUN_NOT_FOUND = "RUN_NOT_FOUND"
 
 
 __all__ = [
@@ -106,9 +110,11 @@ __all__ = [
     "LoadError",
     "MetricError",
     "MissingDependencyError",
+    "NoQualityStepError",
     "PartitionValidationError",
     "PipelineNotFoundError",
     "QualityFailedError",
+    "RunNotFoundError",
     "SchemaError",
     "SecretError",
     "SourceError",
@@ -225,6 +231,12 @@ class SecretError(ConfigError):
     code = Code.CONFIG_SECRET_UNRESOLVED
 
 
+class NoQualityStepError(ConfigError):
+    """The pipeline has no quality step (of those asked for) to run."""
+
+    code = Code.CONFIG_NO_QUALITY_STEP
+
+
 class ConnectorError(DeltaFlowError):
     code = Code.CONNECTOR_ERROR
     category = "connector"
@@ -297,6 +309,13 @@ class DataError(DeltaFlowError):
 
     code = Code.DATA_ERROR
     category = "data"
+
+
+class RunNotFoundError(DeltaFlowError):
+    """No run has this id (or the prefix matches several)."""
+
+    code = Code.RUN_NOT_FOUND
+    category = "run"
 
 
 class StepFailedError(DeltaFlowError):

@@ -21,7 +21,7 @@ from deltaflow.cli._render import (
     status,
     table,
 )
-from deltaflow.errors import DeltaFlowError
+from deltaflow.errors import DeltaFlowError, NoQualityStepError
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -155,7 +155,7 @@ def check(
         variables = parse_assignments(var or [])
         request = ops.CheckRequest(pipeline, variables, configs, step or [], metadata)
         result = ops.check(request)
-    except ops.NoQualityStepError as exc:
+    except NoQualityStepError as exc:
         err.print(str(exc))
         raise typer.Exit(2) from None
     except DeltaFlowError as exc:

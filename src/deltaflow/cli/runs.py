@@ -64,12 +64,13 @@ def runs_show(
     metadata: MetadataOption = None,
 ) -> None:
     """Show one run with its steps."""
-    from deltaflow.ops.runs import RunNotFoundError, show_run
+    from deltaflow.errors import RunNotFoundError
+    from deltaflow.ops.runs import show_run
 
     try:
         detail = show_run(run_id, metadata)
     except RunNotFoundError as exc:
-        err.print(f"{exc}; 'deltaflow runs' lists recent runs")
+        err.print(f"{exc.message}; {exc.hint}")
         raise typer.Exit(1) from None
     record = detail.run
     out.print(

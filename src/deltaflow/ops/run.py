@@ -9,6 +9,7 @@ from pathlib import Path
 
 from deltaflow.config.loader import LoadedPipeline, RunContext
 from deltaflow.config.options import SyncOptions
+from deltaflow.errors import NoQualityStepError
 from deltaflow.ops._pipeline import load, open_store
 from deltaflow.orchestration.runner import RunResult, run_pipeline
 from deltaflow.sync.runner import Observer
@@ -98,20 +99,6 @@ class CheckRequest:
     metadata: Path | None = None
 
 
-class NoQualityStepError(LookupError):
-    """The pipeline has no quality step (of those asked for) to run."""
-
-    def __init__(self, pipeline_id: str, asked: Sequence[str], available: Sequence[str]):
-        named = f" named {', '.join(asked)}" if asked else ""
-        super().__init__(
-            f"pipeline {pipeline_id} has no quality step{named} "
-            f"(quality steps: {', '.join(available) or 'none'})"
-        )
-        self.pipeline_id = pipeline_id
-        self.asked = list(asked)
-        self.available = list(available)
-
-
 def check(request: CheckRequest) -> RunResult:
     """Run only the quality steps; raise ``NoQualityStepError`` when there are none."""
     context = RunContext()
@@ -119,6 +106,10 @@ def check(request: CheckRequest) -> RunResult:
     every = [s.step_id for s in loaded.pipeline.steps if s.type == "quality"]
     quality = [s for s in every if s in request.steps] if request.steps else every
     if not quality:
-        raise NoQualityStepError(loaded.pipeline.pipeline_id, request.steps, every)
+        named = f" named {', '.join(request.steps)}" if request.steps else ""
+        raise NoQualityStepError(
+            f"pipeline {loaded.pipeline.pipeline_id} has no quality step{named} "
+            f"(quality steps: {', '.join(every) or 'none'})"
+        )
     store = open_store(request.metadata)
     return run_pipeline(loaded, context=context, store=store, only_steps=quality)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from deltaflow.errors import RunNotFoundError
 from deltaflow.metadata.store import RunRecord, StepRecord
 from deltaflow.ops._pipeline import open_store
 
@@ -15,15 +16,6 @@ class RunDetail:
 
     run: RunRecord
     steps: list[StepRecord]
-
-
-class RunNotFoundError(LookupError):
-    """No run has this id (or the prefix matches several)."""
-
-    def __init__(self, run_id: str, store: Path):
-        super().__init__(f"no run '{run_id}' in {store} (or the prefix is ambiguous)")
-        self.run_id = run_id
-        self.store = store
 
 
 def list_runs(
@@ -38,5 +30,8 @@ def show_run(run_id: str, metadata: Path | None = None) -> RunDetail:
     store = open_store(metadata)
     record = store.run(run_id)
     if record is None:
-        raise RunNotFoundError(run_id, store.path)
+        raise RunNotFoundError(
+            f"no run '{run_id}' in {store.path} (or the prefix is ambiguous)",
+            hint="'deltaflow runs' lists recent runs",
+        )
     return RunDetail(record, store.steps(record.run_id))
