@@ -6,9 +6,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from deltaflow.connectors._sql.warehouse import SqlWarehouse
 from deltaflow.connectors.duckdb import connect
-from deltaflow.connectors.protocol import split_table
-from deltaflow.schema.mappings import quote_double
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -19,25 +18,13 @@ if TYPE_CHECKING:
 __all__ = ["DuckDBWarehouse", "open_warehouse"]
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(SqlWarehouse):
     """A DuckDB database file, reached through the run's shared connection."""
 
     kind = "duckdb"
     dialect = "duckdb"
     default_schema = "main"
-
-    def __init__(self, conn: DuckDBConnection, resources: RunResources) -> None:
-        self.conn = conn
-        self.resources = resources
-
-    def quote(self, name: str) -> str:
-        """``"name"``, embedded quotes doubled."""
-        return quote_double(name)
-
-    def table_ref(self, table: str) -> str:
-        """``"schema"."table"``; a bare name is in ``main``."""
-        schema, name = split_table(table, self.default_schema)
-        return f"{quote_double(schema)}.{quote_double(name)}"
+    conn: DuckDBConnection
 
     def query(self, sql: str, timeout: float | None = None) -> pa.Table:
         """Run one read-only query and return its rows; past ``timeout`` seconds the
@@ -62,20 +49,18 @@ class DuckDBWarehouse:
         finally:
             cursor.close()
 
-    def text_sql(self, column: str, dtype: pa.DataType) -> str:
-        """The canonical text of the named column's value: floats at 6 decimal places,
-        timestamps in UTC with microseconds, the rest as DuckDB writes it; NULL as \\N."""
-        import pyarrow as pa
+    def float_text(self, name: str) -> str:
+        return (
+            f"CASE WHEN isnan({name}) THEN 'NaN' WHEN isinf({name}) THEN "
+            f"CASE WHEN {name} > 0 THEN 'Infinity' ELSE '-Infinity' END "
+            f"ELSE CAST(CAST(round({name}, 6) AS DECIMAL(38, 6)) AS VARCHAR) END"
+        )
 
-        name = quote_double(column)
-        if pa.types.is_floating(dtype):
-            cast = _float_text(name)
-        elif pa.types.is_timestamp(dtype):
-            utc = f"({name} AT TIME ZONE 'UTC')" if dtype.tz else name
-            cast = f"strftime({utc}, '%Y-%m-%d %H:%M:%S.%f')"
-        else:
-            cast = f"CAST({name} AS VARCHAR)"
-        return f"coalesce({cast}, '\\N')"
+    def timestamp_text(self, utc: str) -> str:
+        return f"strftime({utc}, '%Y-%m-%d %H:%M:%S.%f')"
+
+    def value_text(self, name: str) -> str:
+        return f"CAST({name} AS VARCHAR)"
 
     def hash28_sql(self, text: str) -> str:
         """The first 7 hex digits of md5(text) as a non-negative integer."""
@@ -84,16 +69,6 @@ class DuckDBWarehouse:
     def int_div_sql(self, left: str, right: str) -> str:
         """DuckDB's integer division is ``//`` (``/`` gives a double)."""
         return f"({left} // {right})"
-
-
-def _float_text(name: str) -> str:
-    """A float at 6 decimal places (engines write floats differently: 334.0 and 334,
-    2500000000000000.0 and 2.5e+15), NaN and infinities by name."""
-    return (
-        f"CASE WHEN isnan({name}) THEN 'NaN' WHEN isinf({name}) THEN "
-        f"CASE WHEN {name} > 0 THEN 'Infinity' ELSE '-Infinity' END "
-        f"ELSE CAST(CAST(round({name}, 6) AS DECIMAL(38, 6)) AS VARCHAR) END"
-    )
 
 
 def open_warehouse(conn: DuckDBConnection, resources: RunResources) -> DuckDBWarehouse:

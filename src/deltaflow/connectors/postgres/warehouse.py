@@ -6,9 +6,8 @@ from __future__ import annotations
 from contextlib import closing
 from typing import TYPE_CHECKING
 
+from deltaflow.connectors._sql.warehouse import SqlWarehouse
 from deltaflow.connectors.postgres import connect
-from deltaflow.connectors.protocol import split_table
-from deltaflow.schema.mappings import quote_double
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -19,25 +18,13 @@ if TYPE_CHECKING:
 __all__ = ["PostgresWarehouse", "open_warehouse"]
 
 
-class PostgresWarehouse:
+class PostgresWarehouse(SqlWarehouse):
     """A PostgreSQL database; each statement runs on a connection of its own."""
 
     kind = "postgres"
     dialect = "postgres"
     default_schema = "public"
-
-    def __init__(self, conn: PostgresConnection, resources: RunResources) -> None:
-        self.conn = conn
-        self.resources = resources
-
-    def quote(self, name: str) -> str:
-        """``"name"``, embedded quotes doubled."""
-        return quote_double(name)
-
-    def table_ref(self, table: str) -> str:
-        """``"schema"."table"``; a bare name is in ``public``."""
-        schema, name = split_table(table, self.default_schema)
-        return f"{quote_double(schema)}.{quote_double(name)}"
+    conn: PostgresConnection
 
     def query(self, sql: str, timeout: float | None = None) -> pa.Table:
         """Run one read-only query and return its rows; past ``timeout`` seconds the
@@ -58,23 +45,17 @@ class PostgresWarehouse:
             cur.execute(sql)
             db.commit()
 
-    def text_sql(self, column: str, dtype: pa.DataType) -> str:
-        """The canonical text of the named column's value: floats at 6 decimal places,
-        timestamps in UTC with microseconds, the rest as PostgreSQL writes it; NULL as \\N."""
-        import pyarrow as pa
+    def float_text(self, name: str) -> str:
+        return (
+            f"CASE WHEN {name} IN ('NaN', 'Infinity', '-Infinity') THEN {name}::text "
+            f"ELSE round({name}::numeric, 6)::text END"
+        )
 
-        name = quote_double(column)
-        if pa.types.is_floating(dtype):
-            cast = (
-                f"CASE WHEN {name} IN ('NaN', 'Infinity', '-Infinity') THEN {name}::text "
-                f"ELSE round({name}::numeric, 6)::text END"
-            )
-        elif pa.types.is_timestamp(dtype):
-            utc = f"({name} AT TIME ZONE 'UTC')" if dtype.tz else name
-            cast = f"to_char({utc}, 'YYYY-MM-DD HH24:MI:SS.US')"
-        else:
-            cast = f"{name}::text"
-        return f"coalesce({cast}, '\\N')"
+    def timestamp_text(self, utc: str) -> str:
+        return f"to_char({utc}, 'YYYY-MM-DD HH24:MI:SS.US')"
+
+    def value_text(self, name: str) -> str:
+        return f"{name}::text"
 
     def hash28_sql(self, text: str) -> str:
         """The first 7 hex digits of md5(text) as a non-negative integer."""
