@@ -395,6 +395,28 @@ def test_a_narrowing_change_is_refused_with_the_column_and_both_types(
     assert "on_schema_change" in str(result.error)
 
 
+def test_a_refused_change_leaves_the_table_as_it_was(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, bq_dataset: str, pg_dsn: str
+) -> None:
+    pg_sql(pg_dsn, "CREATE TABLE ev (id int, v double precision); INSERT INTO ev VALUES (1, 1)")
+    steps = pg_steps("{connection: pg, table: ev}", "{connection: bq, table: ev}")
+    assert run(tmp_path, bigquery_emulator, bq_dataset, steps, pg_connection(pg_dsn)).ok
+    # The source gains a column before one that narrows: note would be added, v is refused.
+    pg_sql(
+        pg_dsn,
+        "ALTER TABLE ev ADD COLUMN note text; ALTER TABLE ev DROP COLUMN v; "
+        "ALTER TABLE ev ADD COLUMN v bigint",
+    )
+
+    result = run(tmp_path, bigquery_emulator, bq_dataset, steps, pg_connection(pg_dsn))
+
+    assert not result.ok
+    assert "column v of" in str(result.error)
+    table_id = f"{bigquery_emulator.project}.{bq_dataset}.ev"
+    fields = bigquery_emulator.client().get_table(table_id).schema
+    assert [(f.name, f.field_type) for f in fields] == [("id", "INTEGER"), ("v", "FLOAT")]
+
+
 # BIGNUMERIC beyond 38 digits (numeric(40,10), unconstrained numeric) is left out: the
 # emulator stores decimals in DuckDB, which holds 38 digits; tests/unit/test_bigquery_types.py
 # covers the conversion to BIGNUMERIC.

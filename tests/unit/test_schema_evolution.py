@@ -77,3 +77,24 @@ def test_names_match_case_insensitively_when_the_engine_says_so() -> None:
     assert plan_changes("t", {"ID": INT32}, schema(Column("id", INT32)), "evolve", RULES) == [
         Change("add", "id", "INTEGER")
     ]
+
+
+def test_bigquery_rules_widen_relax_and_refuse_with_bigquery_names() -> None:
+    from google.cloud.bigquery import SchemaField
+
+    from deltaflow.connectors.bigquery.evolution import EVOLUTION
+
+    table = {"QTY": SchemaField("QTY", "INTEGER", mode="REQUIRED"), "v": SchemaField("v", "FLOAT")}
+    incoming = schema(
+        Column("note", LogicalType("string")),
+        Column("qty", LogicalType("decimal", precision=30, scale=2)),
+    )
+    assert plan_changes("d.t", table, incoming, "evolve", EVOLUTION) == [
+        Change("add", "note", "STRING"),
+        Change("widen", "qty", "NUMERIC"),
+        Change("relax", "qty"),
+    ]
+    with pytest.raises(SchemaError, match=r"qty of d\.t is REQUIRED in BigQuery .* needs NULLABLE"):
+        plan_changes("d.t", table, schema(Column("qty", INT64)), "add_columns", EVOLUTION)
+    with pytest.raises(SchemaError, match=r"v of d\.t is FLOAT64 in BigQuery .* needs INT64"):
+        plan_changes("d.t", table, schema(Column("v", INT64, False)), "evolve", EVOLUTION)

@@ -1,5 +1,5 @@
-"""SQL the SQL engines (DuckDB, PostgreSQL, and BigQuery once it adopts them) share,
-written once with each engine's facts given as data:
+"""SQL the SQL engines (DuckDB, PostgreSQL and BigQuery) share, written once with each
+engine's facts given as data:
 
 - ``select``: the SELECT that reads a stream (table or query, columns, filter, the
   incremental window and the ``{start_timestamp}``/``{end_timestamp}`` placeholders);

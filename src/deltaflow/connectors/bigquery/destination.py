@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from deltaflow import quarantine
 from deltaflow.connectors._common import check_merge_keys, relay_failures
 from deltaflow.connectors.bigquery.evolution import SchemaEvolution
-from deltaflow.connectors.bigquery.state import STATE_DDL, IncrementalState, _state_sql
+from deltaflow.connectors.bigquery.state import IncrementalState
 from deltaflow.connectors.bigquery.types import (
     _literal,
     _load_type,
@@ -51,7 +51,8 @@ SEQUENCE = "__deltaflow_seq"
 
 class BigQueryDestination(IncrementalState, SchemaEvolution):
     """Creates, evolves and loads one BigQuery table (its state and evolution parts
-    are in ``state`` and ``evolution``)."""
+    are in ``state`` and ``evolution``, over the shared ``StateTable`` and
+    ``plan_changes``)."""
 
     # ------------------------------------------------------------------ prepare
 
@@ -259,20 +260,17 @@ class BigQueryDestination(IncrementalState, SchemaEvolution):
         staged = [staging]
         try:
             self._load_job(path, staging, "replace")
-            statements = self._apply_sql(write_mode, staging, primary_key, names)
-            params: dict[str, str | None] = {}
-            if rejected is not None:
-                held = self._ensure(quarantine.SUFFIX, QUARANTINE_DDL)
-                staged.append(f"{staging}_q")
-                pq.write_table(rejected, path)
-                self._load_job(path, staged[-1], "replace")
-                statements.append(f"INSERT INTO {held} SELECT * FROM {self._target(staged[-1])}")
-            for i, record in enumerate(state() if state else []):
-                held = self._ensure(None, STATE_DDL)
-                statements += _state_sql(held, record, i, params)
-            crash_point("after_load_before_commit")
-            script = ";\n".join(["BEGIN TRANSACTION", *statements, "COMMIT TRANSACTION"])
-            self._query(script + ";", params)
+            with self._session(write=True) as script:
+                for statement in self._apply_sql(write_mode, staging, primary_key, names):
+                    script.add(statement)
+                if rejected is not None:
+                    held = self._ensure(quarantine.SUFFIX, QUARANTINE_DDL)
+                    staged.append(f"{staging}_q")
+                    pq.write_table(rejected, path)
+                    self._load_job(path, staged[-1], "replace")
+                    script.add(f"INSERT INTO {held} SELECT * FROM {self._target(staged[-1])}")
+                self._put_states(script, state() if state else [])
+                crash_point("after_load_before_commit")
             crash_point("after_commit")
         finally:
             for table in staged:

@@ -1,6 +1,6 @@
-"""Schema evolution of an existing BigQuery table: which change each policy allows
-(add a column; relax REQUIRED; widen a type where BigQuery can), and the ALTER TABLE
-statements that make it.
+"""Schema evolution of an existing BigQuery table: BigQuery's facts for the shared
+decision (``deltaflow.schema.evolution``: add a column; relax REQUIRED; widen a type
+where BigQuery can), and the ALTER TABLE statements that make each change.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from deltaflow.connectors._common import schema_change_error
 from deltaflow.connectors.bigquery.table import DestinationTable
+from deltaflow.schema.evolution import Change, EvolutionRules, plan_changes
 from deltaflow.schema.mappings import bigquery_logical, bigquery_type, quote_backtick
 from deltaflow.schema.types import LogicalType, TableSchema
 
@@ -21,37 +21,27 @@ class SchemaEvolution(DestinationTable):
 
     def _evolve(self, existing: Any, schema: TableSchema) -> None:
         """Add new columns; under ``evolve`` also relax REQUIRED to NULLABLE and widen
-        types where BigQuery allows it (INT64 -> NUMERIC -> BIGNUMERIC, more digits)."""
+        types where BigQuery allows it (INT64 -> NUMERIC -> BIGNUMERIC, more digits).
+        Every change is decided before the first ALTER TABLE runs."""
+        fields = {f.name.lower(): f for f in existing.schema}  # names are case-insensitive
         policy = self.spec.on_schema_change
-        fields = {f.name.lower(): f for f in existing.schema}
-        for column in schema.columns:
-            field = fields.get(column.name.lower())
-            wanted = bigquery_type(column.type)
-            name = quote_backtick(column.name)
-            if field is None:
-                if policy == "fail":
-                    raise schema_change_error(
-                        self.name, "BigQuery", column.name, "(missing)", wanted
-                    )
-                self._query(f"ALTER TABLE {self._target()} ADD COLUMN {name} {wanted}")
-                continue
-            have = bigquery_logical(field)
-            wider = _widened(have, column.type)
-            if wider is not None:
-                if policy != "evolve" or not wider:
-                    current = bigquery_type(have)
-                    raise schema_change_error(self.name, "BigQuery", column.name, current, wanted)
-                log.info("widening %s.%s from %s to %s", self.name, column.name, have, wider)
-                self._query(
-                    f"ALTER TABLE {self._target()} ALTER COLUMN {name} SET DATA TYPE {wider}"
-                )
-            if field.mode == "REQUIRED" and column.nullable:
-                if policy != "evolve":
-                    raise schema_change_error(
-                        self.name, "BigQuery", column.name, "REQUIRED", "NULLABLE"
-                    )
-                log.info("relaxing %s.%s to NULLABLE", self.name, column.name)
-                self._query(f"ALTER TABLE {self._target()} ALTER COLUMN {name} DROP NOT NULL")
+        for change in plan_changes(self.name, fields, schema, policy, EVOLUTION):
+            self._query(self._alter_sql(change, fields))
+
+    def _alter_sql(self, change: Change, fields: dict[str, Any]) -> str:
+        """The ALTER TABLE statement of one change (a widening or relaxing one logged);
+        ``fields`` are the existing ones by lower-case name."""
+        name = quote_backtick(change.column)
+        if change.action == "add":
+            return f"ALTER TABLE {self.target} ADD COLUMN {name} {change.sql_type}"
+        if change.action == "widen":
+            have = bigquery_logical(fields[change.column.lower()])
+            log.info(
+                "widening %s.%s from %s to %s", self.name, change.column, have, change.sql_type
+            )
+            return f"ALTER TABLE {self.target} ALTER COLUMN {name} SET DATA TYPE {change.sql_type}"
+        log.info("relaxing %s.%s to NULLABLE", self.name, change.column)
+        return f"ALTER TABLE {self.target} ALTER COLUMN {name} DROP NOT NULL"
 
 
 def _widened(have: LogicalType, incoming: LogicalType) -> str | None:
@@ -75,3 +65,16 @@ def _widened(have: LogicalType, incoming: LogicalType) -> str | None:
 
 #: BigQuery type -> the types ALTER COLUMN SET DATA TYPE can widen it to
 _WIDER = {"INT64": ("NUMERIC", "BIGNUMERIC", "FLOAT64"), "NUMERIC": ("BIGNUMERIC", "FLOAT64")}
+
+
+#: BigQuery's facts for the schema-evolution decision (an existing column is a SchemaField)
+EVOLUTION: EvolutionRules[Any] = EvolutionRules(
+    engine="BigQuery",
+    type_sql=bigquery_type,
+    current_sql=lambda f: bigquery_type(bigquery_logical(f)),
+    widening=lambda f, t: _widened(bigquery_logical(f), t),
+    required=lambda f: f.mode == "REQUIRED",
+    case_sensitive=False,
+    required_sql="REQUIRED",
+    nullable_sql="NULLABLE",
+)

@@ -29,6 +29,7 @@ class DestinationTable:
         self.dataset, self.table = split_table(spec.table, conn.dataset)
         self.name = f"{self.dataset}.{self.table}"
         self.table_id = f"{conn.project}.{self.dataset}.{self.table}"
+        self.target = self._target()  # the table's quoted name
         self.columns: dict[str, str] = {}  # name -> field type of the existing table
         self.renamed: dict[str, str] = {}  # source column -> its valid BigQuery name
         self.nested_renamed: dict[str, str] = {}  # path of a nested field -> its new path
