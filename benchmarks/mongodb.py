@@ -197,7 +197,7 @@ def end_to_end(docs: int) -> None:
     from tests.support.mongodb import running_mongodb
 
     from deltaflow.config.connections import MongoDBConnection
-    from deltaflow.config.models import SourceSpec
+    from deltaflow.config.sources import MongoSource
     from deltaflow.connectors import mongodb
     from deltaflow.connectors.protocol import RunResources
 
@@ -227,7 +227,7 @@ def end_to_end(docs: int) -> None:
         conn = MongoDBConnection.model_validate(
             {"type": "mongodb", "uri": server.uri, "database": "bench"}
         )
-        spec = SourceSpec.model_validate({"connection": "m", "collection": "orders"})
+        spec = MongoSource.model_validate({"connection": "m", "collection": "orders"})
         resources = RunResources(Path.cwd(), "bench")
         t = time.perf_counter()
         source = mongodb.MongoDBSource(conn, spec, resources, CHUNK, 1)

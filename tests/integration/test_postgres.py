@@ -13,7 +13,7 @@ import pytest
 
 from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
 from deltaflow.config.connections import PostgresConnection
-from deltaflow.config.models import SourceSpec
+from deltaflow.config.sources import SplitSqlSource
 from deltaflow.connectors.postgres import PostgresSource
 from deltaflow.connectors.protocol import RunResources
 from deltaflow.errors import SchemaError
@@ -87,7 +87,7 @@ def pg_source(
     """A PostgreSQL source over ``spec`` (a table or a query), discovered."""
     source = PostgresSource(
         PostgresConnection(type="postgres", dsn=pg_dsn),  # type: ignore[arg-type]
-        SourceSpec(connection="pg", splits=splits, **spec),  # type: ignore[arg-type]
+        SplitSqlSource(connection="pg", splits=splits, **spec),  # type: ignore[arg-type]
         batch_size,
         splits,
         RunResources(tmp_path, "r1"),

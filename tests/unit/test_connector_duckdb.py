@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 
 from deltaflow.config.connections import DuckDBConnection, WriteMode
-from deltaflow.config.models import DestinationSpec, SourceSpec
+from deltaflow.config.models import DestinationSpec
+from deltaflow.config.sources import SqlSource
 from deltaflow.connectors import open_destination, open_source
 from deltaflow.connectors.duckdb import STAGING_PREFIX, DuckDBDestination, DuckDBSource, connect
 from deltaflow.connectors.protocol import RunResources
@@ -48,7 +49,7 @@ def dest(resources: RunResources, table: str) -> DuckDBDestination:
 
 
 def source(resources: RunResources, batch_size: int = 1000, **spec: Any) -> DuckDBSource:
-    opened = open_source(CONN, SourceSpec(connection="wh", **spec), resources, batch_size)
+    opened = open_source(CONN, SqlSource(connection="wh", **spec), resources, batch_size)
     assert isinstance(opened, DuckDBSource)
     return opened
 

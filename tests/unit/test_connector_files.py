@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from deltaflow.config.connections import FileFormat, FilesConnection, WriteMode
-from deltaflow.config.models import CsvOptions, DestinationSpec, SourceSpec
+from deltaflow.config.models import DestinationSpec
+from deltaflow.config.sources import CsvOptions, FileSource
 from deltaflow.connectors import open_destination, open_source
 from deltaflow.connectors.files import ROW_GROUPS_PER_SPLIT, FilesDestination, FilesSource
 from deltaflow.connectors.protocol import RunResources
@@ -34,7 +35,7 @@ def data(tmp_path: Path) -> Path:
 
 def source(tmp_path: Path, batch_size: int = 1000, **spec: Any) -> FilesSource:
     resources = RunResources(tmp_path, "run-1")
-    opened = open_source(CONN, SourceSpec(connection="files", **spec), resources, batch_size)
+    opened = open_source(CONN, FileSource(connection="files", **spec), resources, batch_size)
     assert isinstance(opened, FilesSource)
     return opened
 

@@ -281,7 +281,8 @@ def test_the_slice_path_and_the_column_path_give_the_same_batch(
 
 def test_an_objectid_cursor_window_is_pushed_down_as_objectids() -> None:
     from deltaflow.config.connections import MongoDBConnection
-    from deltaflow.config.models import IncrementalSpec, SourceSpec
+    from deltaflow.config.models import IncrementalSpec
+    from deltaflow.config.sources import MongoSource
     from deltaflow.connectors.protocol import CursorWindow, RunResources, encode
     from deltaflow.sync.incremental import decode
 
@@ -296,7 +297,7 @@ def test_an_objectid_cursor_window_is_pushed_down_as_objectids() -> None:
     conn = MongoDBConnection.model_validate(
         {"type": "mongodb", "uri": "mongodb://127.0.0.1:1", "database": "d"}
     )
-    spec = SourceSpec.model_validate(
+    spec = MongoSource.model_validate(
         {"connection": "m", "collection": "c", "filter": {"status": "paid"}}
     )
     source = mongodb.MongoDBSource(conn, spec, RunResources(Path("."), "r"), 1000, 1)

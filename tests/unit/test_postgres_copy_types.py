@@ -50,7 +50,7 @@ def test_a_scanner_error_never_shows_the_password(tmp_path: object) -> None:
     from pathlib import Path
 
     from deltaflow.config.connections import PostgresConnection
-    from deltaflow.config.models import SourceSpec
+    from deltaflow.config.sources import SplitSqlSource
     from deltaflow.connectors.postgres import PostgresSource, scanner_extension
     from deltaflow.connectors.protocol import RunResources, Split
     from deltaflow.errors import SourceError
@@ -61,7 +61,7 @@ def test_a_scanner_error_never_shows_the_password(tmp_path: object) -> None:
     )
     source = PostgresSource(
         conn,
-        SourceSpec(connection="pg", table="t"),
+        SplitSqlSource(connection="pg", table="t"),
         1000,
         1,
         RunResources(Path(str(tmp_path)), "r"),

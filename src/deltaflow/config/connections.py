@@ -1,27 +1,37 @@
 """Connection models, one per system, discriminated by ``type``.
 
-What each system can do is data on its model: the source and destination options it
-takes and the write modes it supports. The code that talks to the system lives in
+What each system can do is data on its model: the model of its source options
+(``deltaflow.config.sources``), the destination options it takes and the write modes it
+supports. The code that talks to the system lives in
 ``deltaflow.connectors.<type>``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 
 from deltaflow.config._base import Model
+from deltaflow.config.sources import (
+    FileFormat as FileFormat,
+)
+from deltaflow.config.sources import (
+    FileSource,
+    MongoSource,
+    SourceBase,
+    SplitSqlSource,
+    SqlSource,
+)
 
 WriteMode = Literal["append", "replace", "merge"]
-FileFormat = Literal["parquet", "csv", "jsonl"]
 
 
 class ConnectionBase(Model):
-    source_options: ClassVar[frozenset[str]] = frozenset()
+    source_model: ClassVar[type[SourceBase] | None] = None
+    """The model of a source reading this connection (None: it cannot be a source)."""
     destination_options: ClassVar[frozenset[str]] = frozenset()
-    required_source: ClassVar[tuple[frozenset[str], ...]] = ()
     required_destination: ClassVar[tuple[frozenset[str], ...]] = ()
     write_modes: ClassVar[tuple[WriteMode, ...]] = ()
     keeps_state: ClassVar[bool] = False
@@ -41,9 +51,8 @@ class ConnectionBase(Model):
 class DuckDBConnection(ConnectionBase):
     """An embedded DuckDB database file: the default warehouse."""
 
-    source_options = frozenset({"table", "query", "columns", "where", "stream", "limit"})
+    source_model = SqlSource
     destination_options = frozenset({"table", "write_mode", "primary_key", "on_schema_change"})
-    required_source = (frozenset({"table", "query"}),)
     required_destination = (frozenset({"table"}),)
     write_modes = ("append", "replace", "merge")
     keeps_state = True
@@ -61,9 +70,8 @@ class DuckDBConnection(ConnectionBase):
 class FilesConnection(ConnectionBase):
     """Parquet, CSV and JSON Lines files on the local file system."""
 
-    source_options = frozenset({"path", "format", "csv", "columns", "stream", "limit"})
+    source_model = FileSource
     destination_options = frozenset({"path", "format", "write_mode"})
-    required_source = (frozenset({"path"}),)
     required_destination = (frozenset({"path"}),)
     write_modes = ("append", "replace")
 
@@ -75,7 +83,7 @@ class FilesConnection(ConnectionBase):
 class PostgresConnection(ConnectionBase):
     """A PostgreSQL server, through the ADBC driver (reads) and COPY (loads)."""
 
-    source_options = frozenset({"table", "query", "columns", "where", "stream", "splits", "limit"})
+    source_model = SplitSqlSource
     destination_options = frozenset(
         {
             "table",
@@ -87,7 +95,6 @@ class PostgresConnection(ConnectionBase):
             "on_schema_change",
         }
     )
-    required_source = (frozenset({"table", "query"}),)
     required_destination = (frozenset({"table"}),)
     write_modes = ("append", "replace", "merge")
     keeps_state = True
@@ -131,8 +138,7 @@ class PostgresConnection(ConnectionBase):
 class BigQueryConnection(ConnectionBase):
     """Google BigQuery, through the official client libraries (or an emulator)."""
 
-    source_options = frozenset({"table", "query", "columns", "where", "stream", "limit"})
-    required_source = (frozenset({"table", "query"}),)
+    source_model = SqlSource
     destination_options = frozenset(
         {"table", "write_mode", "primary_key", "partition_by", "cluster_by", "on_schema_change"}
     )
@@ -165,23 +171,7 @@ class BigQueryConnection(ConnectionBase):
 class MongoDBConnection(ConnectionBase):
     """A MongoDB deployment, through pymongo."""
 
-    source_options = frozenset(
-        {
-            "collection",
-            "filter",
-            "projection",
-            "sort",
-            "pipeline",
-            "sample_size",
-            "max_nesting",
-            "on_conflict",
-            "schema",
-            "splits",
-            "stream",
-            "limit",
-        }
-    )
-    required_source = (frozenset({"collection"}),)
+    source_model = MongoSource
 
     type: Literal["mongodb"]
     uri: SecretStr
@@ -219,3 +209,17 @@ CONNECTION_MODELS: dict[str, type[ConnectionBase]] = {
 def warehouse_types() -> list[str]:
     """The connection types that run SQL, for messages."""
     return sorted(kind for kind, model in CONNECTION_MODELS.items() if model.is_warehouse)
+
+
+def connection_kinds(data: Any) -> dict[str, str]:
+    """name -> type of each connection of raw pipeline data whose type is known."""
+    connections = data.get("connections") if isinstance(data, dict) else None
+    if not isinstance(connections, dict):
+        return {}
+    return {
+        str(name): conn["type"]
+        for name, conn in connections.items()
+        if isinstance(conn, dict)
+        and isinstance(conn.get("type"), str)
+        and conn["type"] in CONNECTION_MODELS
+    }

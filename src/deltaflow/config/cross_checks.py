@@ -1,5 +1,6 @@
 """Checks across keys of a pipeline: unique step ids, connection references, which
-options and write modes each connection type takes, and incremental settings.
+destination options and write modes each connection type takes, and incremental settings.
+(Which options a source takes is its model's: see ``deltaflow.config.sources``.)
 
 They run on the raw (rendered) steps, so a step with some other mistake is still checked.
 """
@@ -13,16 +14,12 @@ from pydantic import TypeAdapter, ValidationError
 from deltaflow.config._report import Loc, Report, mapping
 from deltaflow.config._yaml import format_path
 from deltaflow.config.connections import Connection, ConnectionBase, warehouse_types
-from deltaflow.config.models import DestinationSpec, IncrementalSpec, SourceSpec
+from deltaflow.config.models import DestinationSpec, IncrementalSpec
 from deltaflow.errors import did_you_mean
 
 Connections = dict[str, ConnectionBase | None]
 
-#: connection types whose tables quality checks run in
-
 _CONNECTION = TypeAdapter(Connection)
-_Spec = SourceSpec | DestinationSpec
-_SPECS: dict[str, type[_Spec]] = {"source": SourceSpec, "destination": DestinationSpec}
 
 
 def connections(data: dict[str, Any]) -> Connections:
@@ -77,48 +74,53 @@ def _check_sync(connections: Connections, step: dict[str, Any], loc: Loc, report
         if not isinstance(name, str):
             continue  # missing or not a name: reported by the model validation
         conn = _connection(connections, name, (*where, "connection"), report)
+        if conn is None:
+            continue
+        if role == "source":
+            _can_be(conn, role, name, where, report)  # its options are its model's to check
+            continue
         try:
-            spec = _SPECS[role].model_validate(raw)
+            spec = DestinationSpec.model_validate(raw)
         except ValidationError:
             continue  # reported by the model validation; what follows would be noise
-        if conn is None or not _check_options(spec, conn, role, name, where, report):
+        if not _can_be(conn, role, name, where, report):
             continue
-        if isinstance(spec, DestinationSpec):
-            _check_write_mode(spec, conn, where, report)
-            _check_incremental(step, spec, conn, loc, report)
+        _check_options(spec, conn, where, report)
+        _check_write_mode(spec, conn, where, report)
+        _check_incremental(step, spec, conn, loc, report)
 
 
-def _check_options(
-    spec: _Spec, conn: ConnectionBase, role: str, name: str, where: Loc, report: Report
-) -> bool:
-    """The spec's options against those its connection type takes as ``role``; False when
-    the connection cannot be a ``role`` at all."""
-    allowed = conn.source_options if role == "source" else conn.destination_options
-    if not allowed:
-        report.add(
-            (*where, "connection"),
-            f"connection '{name}' is {conn.kind}, which cannot be a {role}",
-            f"use a connection of another type as the {role}",
-        )
-        return False
-    fields = type(spec).model_fields
+def _can_be(conn: ConnectionBase, role: str, name: str, where: Loc, report: Report) -> bool:
+    """Whether the connection can be a ``role`` at all; reported when it cannot."""
+    if conn.source_model if role == "source" else conn.destination_options:
+        return True
+    report.add(
+        (*where, "connection"),
+        f"connection '{name}' is {conn.kind}, which cannot be a {role}",
+        f"use a connection of another type as the {role}",
+    )
+    return False
+
+
+def _check_options(spec: DestinationSpec, conn: ConnectionBase, where: Loc, report: Report) -> None:
+    """The destination's options against those its connection type takes."""
+    allowed = conn.destination_options
+    fields = DestinationSpec.model_fields
     given = {fields[f].alias or f for f in spec.model_fields_set} - {"connection"}
     for option in sorted(given - allowed):
         report.add(
             (*where, option),
-            f"'{option}' does not apply to a {conn.kind} {role}",
-            f"{conn.kind} {role}s take: {', '.join(sorted(allowed))}",
+            f"'{option}' does not apply to a {conn.kind} destination",
+            f"{conn.kind} destinations take: {', '.join(sorted(allowed))}",
         )
-    required = conn.required_source if role == "source" else conn.required_destination
-    for one_of in required:
+    for one_of in conn.required_destination:
         if not given & one_of:
             keys = " or ".join(f"'{k}'" for k in sorted(one_of))
             report.add(
                 where,
-                f"a {conn.kind} {role} needs {keys}",
+                f"a {conn.kind} destination needs {keys}",
                 f"add {keys} under {format_path(where)}",
             )
-    return True
 
 
 def _check_quality(

@@ -12,8 +12,16 @@ from pydantic import BaseModel, ValidationError
 
 from deltaflow.config._report import Loc, Report
 from deltaflow.config._yaml import format_path
-from deltaflow.config.connections import CONNECTION_MODELS
-from deltaflow.config.models import STEP_TYPES, Pipeline
+from deltaflow.config.connections import CONNECTION_MODELS, connection_kinds
+from deltaflow.config.models import STEP_TYPES, Pipeline, source_models
+from deltaflow.config.sources import (
+    NEEDS,
+    SOURCE_TAGS,
+    SourceBase,
+    all_options,
+    selecting,
+    source_tag,
+)
 from deltaflow.errors import did_you_mean
 
 # --------------------------------------------------------------------------- type tags
@@ -72,7 +80,10 @@ def _report_pydantic(error: Any, data: Any, report: Report) -> None:
         return  # reported by check_types with 'did you mean'
     if loc in report.flagged:
         return  # holds an unresolved {variable} or secret, reported already
-    if (loc and loc[-1] == "[key]") or kind == "invalid_key":
+    source = _source_at(tuple(error["loc"]), data)
+    if source is not None and kind in ("extra_forbidden", NEEDS) and len(loc) - len(source[1]) < 2:
+        _report_source(loc, error, source, data, report)
+    elif (loc and loc[-1] == "[key]") or kind == "invalid_key":
         _report_key(loc, value, report)
     elif kind == "extra_forbidden":
         allowed = _fields_at(loc[:-1], data)
@@ -93,6 +104,37 @@ def _report_pydantic(error: Any, data: Any, report: Report) -> None:
         shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
         message = f"{error['msg'][0].lower()}{error['msg'][1:]}{shown}"
         report.add(loc, message, _hint_for(kind, error.get("ctx") or {}, value))
+
+
+_Source = tuple[type[SourceBase], Loc, Any]
+
+
+def _report_source(loc: Loc, error: Any, source: _Source, data: Any, report: Report) -> None:
+    """A key a source does not take, or options it needs, in the words of its connection's
+    type; moot when that type is not known (the connection is reported)."""
+    model, _, value = source
+    kind = _source_kind(model, value, data)
+    taken = ", ".join(model.options())
+    if error["type"] == NEEDS:
+        needs = error["ctx"]["options"]
+        if kind:
+            hint = f"add {needs} under {format_path(loc)}"
+            report.add(loc, f"a {kind} source needs {needs}", hint)
+        return
+    key = str(loc[-1])
+    if key not in all_options():
+        close = did_you_mean(key, model.options()) or did_you_mean(key, all_options())
+        report.add(loc, f"unknown key '{key}'.{close}", f"valid keys here: connection, {taken}")
+    elif kind:
+        message = f"'{key}' does not apply to a {kind} source"
+        report.add(loc, message, f"{kind} sources take: {taken}")
+
+
+def _source_kind(model: type[SourceBase], value: Any, data: Any) -> str | None:
+    """The type of the source's connection, when it is the type ``model`` was chosen for."""
+    name = value.get("connection") if isinstance(value, dict) else None
+    kind = connection_kinds(data).get(name) if isinstance(name, str) else None
+    return kind if kind and CONNECTION_MODELS[kind].source_model is model else None
 
 
 def _report_key(loc: Loc, value: Any, report: Report) -> None:
@@ -147,11 +189,34 @@ def _strip_tags(loc: Loc, data: Any) -> Loc:
     out: list[str | int] = []
     current = data
     for part in loc:
-        if isinstance(current, dict) and part not in current and current.get("type") == part:
+        if _is_tag(current, part):
             continue
         out.append(part)
         current = _child(current, part)
     return tuple(out)
+
+
+def _is_tag(data: Any, part: str | int) -> bool:
+    """Whether ``part`` of an error location is a tag pydantic chose ``data``'s model by:
+    its ``type``, or the family of a source."""
+    if isinstance(data, dict) and part in data:
+        return False
+    source = isinstance(part, str) and part in SOURCE_TAGS
+    return source or (isinstance(data, dict) and data.get("type") == part)
+
+
+def _source_at(loc: Loc, data: Any) -> _Source | None:
+    """The source an error location passes through: its model, key path and value."""
+    out: list[str | int] = []
+    current = data
+    for part in loc:
+        if _is_tag(current, part):
+            if isinstance(part, str) and part in SOURCE_TAGS:
+                return SOURCE_TAGS[part], tuple(out), current
+            continue
+        out.append(part)
+        current = _child(current, part)
+    return None
 
 
 def _child(data: Any, part: str | int) -> Any:
@@ -165,7 +230,8 @@ def _child(data: Any, part: str | int) -> Any:
 
 def _fields_at(loc: Loc, data: Any) -> list[str]:
     """The keys the model at ``loc`` accepts."""
-    model = _model_at(loc, data)
+    with selecting(source_models(data)):
+        model = _model_at(loc, data)
     return sorted(model.model_fields) if model else []
 
 
@@ -187,15 +253,20 @@ def _model_at(loc: Loc, data: Any) -> type[BaseModel] | None:
 
 
 def _unwrap(annotation: Any, data: Any) -> Any:
-    """Annotated[X] -> X; a union -> the member whose type tag matches ``data``."""
+    """Annotated[X] -> X; a union -> the member whose type tag matches ``data``, or the
+    family of sources that validates it."""
     while typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        members = [m for m in typing.get_args(annotation) if m is not type(None)]
-        tag = data.get("type") if isinstance(data, dict) else None
-        for member in members:
-            fields = getattr(member, "model_fields", {})
-            if "type" in fields and tag in typing.get_args(fields["type"].annotation):
-                return member
-        return members[0] if len(members) == 1 else None
-    return annotation
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return annotation
+    members = [_unwrap(m, data) for m in typing.get_args(annotation) if m is not type(None)]
+    if len(members) == 1:
+        return _unwrap(members[0], data)
+    if all(isinstance(m, type) and issubclass(m, SourceBase) for m in members):
+        return SOURCE_TAGS.get(source_tag(data) or "")
+    tag = data.get("type") if isinstance(data, dict) else None
+    for member in members:
+        fields = getattr(member, "model_fields", {})
+        if "type" in fields and tag in typing.get_args(fields["type"].annotation):
+            return member
+    return None

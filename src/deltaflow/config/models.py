@@ -7,69 +7,15 @@ import zoneinfo
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidatorFunctionWrapHandler, field_validator, model_validator
 
 from deltaflow.config._base import Model
-from deltaflow.config.connections import Connection, FileFormat, WriteMode
+from deltaflow.config.connections import CONNECTION_MODELS, Connection, WriteMode, connection_kinds
+from deltaflow.config.sources import FileFormat, SourceBase, selecting
+from deltaflow.config.sources import SourceSpec as SourceSpec  # the union, by its old name
 from deltaflow.errors import ConfigError, did_you_mean
 
 Scalar = str | int | float | bool
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
-
-
-class CsvOptions(Model):
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
-    header: bool = True
-    """The first line names the columns."""
-    null_values: list[str] = Field(default_factory=lambda: [""])
-    """Strings read as NULL."""
-
-
-class SourceSpec(Model):
-    """Where a sync reads. Which options apply depends on the connection's type."""
-
-    connection: str
-    """Name of a connection under 'connections:'."""
-    stream: Identifier | None = None
-    """Name of the stream in summaries and run records (default: the table or file name)."""
-    table: str | None = None
-    """Table to read, optionally schema-qualified ('main.orders')."""
-    query: str | None = None
-    """SQL query to read instead of a table."""
-    columns: list[str] | None = None
-    """Columns to read (default: all)."""
-    where: str | None = None
-    """SQL filter applied to a table read."""
-    path: str | None = None
-    """File path or glob ('data/*.parquet'), relative to the connection's base path."""
-    format: FileFormat | None = None
-    """File format; inferred from the extension when omitted."""
-    csv: CsvOptions | None = None
-    """CSV parsing options."""
-    splits: int | None = Field(default=None, ge=1, le=256)
-    """Ranges a table is read in, in parallel (PostgreSQL ctid ranges, MongoDB _id ranges;
-    default: the step's parallelism)."""
-    collection: str | None = None
-    """MongoDB collection to read."""
-    filter: dict[str, Any] | None = None
-    """MongoDB query filter, in (extended) JSON: {status: active, ts: {$gte: {$date: ...}}}."""
-    projection: dict[str, Any] | None = None
-    """MongoDB projection: {name: 1, address: 1}."""
-    sort: dict[str, Literal[1, -1]] | None = None
-    """MongoDB sort: {created_at: 1}; a sorted read is one split."""
-    pipeline: list[dict[str, Any]] | None = None
-    """MongoDB aggregation pipeline, instead of filter/projection/sort (one split)."""
-    sample_size: int = Field(default=1000, ge=1, le=1_000_000)
-    """Documents sampled to infer the schema (half from the start, half from the end)."""
-    max_nesting: int = Field(default=3, ge=0, le=32)
-    """Documents nested deeper than this become JSON (0: every sub-document is JSON)."""
-    on_conflict: Literal["json", "string"] = "json"
-    """A field with conflicting types in the sample: JSON (extended JSON text), or text."""
-    schema_: dict[str, str] = Field(default_factory=dict, alias="schema")
-    """Declared types that override inference, by field: {price: 'decimal(12,2)'}."""
-    limit: int | None = Field(default=None, ge=1)
-    """Read at most this many rows (a sample: which rows is not defined when splits are
-    read in parallel); an incremental step that is limited does not move its watermark."""
 
 
 class IndexSpec(Model):
@@ -401,6 +347,20 @@ class Pipeline(Model):
     """Pipeline variables, usable as {name} in any string."""
     connections: dict[str, Connection] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _sources_by_connection(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Each source is validated by the model its connection's type takes."""
+        with selecting(source_models(data)):
+            return handler(data)
+
+
+def source_models(data: Any) -> dict[str, type[SourceBase]]:
+    """name -> source model of each connection of raw pipeline data that can be a source."""
+    kinds = connection_kinds(data)
+    models = {name: CONNECTION_MODELS[kind].source_model for name, kind in kinds.items()}
+    return {name: model for name, model in models.items() if model is not None}
 
 
 SyncStep.model_rebuild()

@@ -28,6 +28,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.config.models import SyncStep
+from deltaflow.config.sources import SqlSource
 from deltaflow.connectors.protocol import RunResources, split_table
 from deltaflow.connectors.registry import open_warehouse
 from deltaflow.errors import ConfigError, did_you_mean
@@ -126,7 +127,7 @@ def sides(loaded: LoadedPipeline, step_id: str, run_id: str) -> tuple[SyncStep, 
     resources = RunResources(loaded.base_dir, run_id)
     pair = []
     for spec_table, conn_name, role in (
-        (source.table, source.connection, "source"),
+        (source.table if isinstance(source, SqlSource) else None, source.connection, "source"),
         (destination.table, destination.connection, "destination"),
     ):
         if not spec_table or len(step.all_sources) > 1:

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from deltaflow.config.connections import WriteMode
-    from deltaflow.config.models import Pipeline, SourceSpec, SyncStep
+    from deltaflow.config.models import Pipeline, SyncStep
+    from deltaflow.config.sources import SourceSpec
     from deltaflow.connectors.protocol import Destination, RunResources, Source
 
 

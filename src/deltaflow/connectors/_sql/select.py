@@ -26,7 +26,7 @@ from deltaflow.errors import SourceError
 from deltaflow.schema.mappings import quote_double
 
 if TYPE_CHECKING:
-    from deltaflow.config.models import SourceSpec
+    from deltaflow.config.sources import SqlSource
     from deltaflow.schema.types import LogicalType
 
 
@@ -89,7 +89,7 @@ def nested(query: str) -> str:
 
 
 def stream_select(
-    spec: SourceSpec,
+    spec: SqlSource,
     columns: str,
     facts: SelectFacts,
     *,
@@ -110,8 +110,7 @@ def stream_select(
     if spec.query:
         source = nested(query if query is not None else spec.query)
     else:
-        assert spec.table is not None
-        source = facts.table(spec.table)
+        source = facts.table(spec.table_name)
         conditions += table_conditions
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return f"SELECT {columns} FROM {source}{where}"

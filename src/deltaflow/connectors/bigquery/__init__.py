@@ -38,7 +38,8 @@ from deltaflow.connectors.protocol import RunResources
 
 if TYPE_CHECKING:
     from deltaflow.config.connections import BigQueryConnection
-    from deltaflow.config.models import DestinationSpec, SourceSpec
+    from deltaflow.config.models import DestinationSpec
+    from deltaflow.config.sources import SqlSource
 
 __all__ = [
     "MAX_NAME",
@@ -61,7 +62,7 @@ __all__ = [
 
 def open_source(
     conn: BigQueryConnection,
-    spec: SourceSpec,
+    spec: SqlSource,
     resources: RunResources,
     batch_size: int,
     parallelism: int = 1,

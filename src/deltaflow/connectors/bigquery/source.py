@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from deltaflow.config.connections import BigQueryConnection
-    from deltaflow.config.models import SourceSpec
+    from deltaflow.config.sources import SqlSource
 
 log = logging.getLogger("deltaflow.bigquery")
 
@@ -38,7 +38,7 @@ class BigQuerySource:
     def __init__(
         self,
         conn: BigQueryConnection,
-        spec: SourceSpec,
+        spec: SqlSource,
         resources: RunResources,
         parallelism: int,
         batch_size: int,
@@ -67,8 +67,7 @@ class BigQuerySource:
             job.result(retry=retry, timeout=self.conn.timeout)
             table = bq.get_table(job.destination, retry=retry, timeout=self.conn.timeout)
         else:
-            assert self.spec.table is not None
-            dataset, name = split_table(self.spec.table, self.conn.dataset)
+            dataset, name = split_table(self.spec.table_name, self.conn.dataset)
             table = bq.get_table(
                 f"{self.conn.project}.{dataset}.{name}", retry=retry, timeout=self.conn.timeout
             )

@@ -20,7 +20,8 @@ from deltaflow.connectors.duckdb.source import LOSSY_TYPES, DuckDBSource
 
 if TYPE_CHECKING:
     from deltaflow.config.connections import DuckDBConnection
-    from deltaflow.config.models import DestinationSpec, SourceSpec
+    from deltaflow.config.models import DestinationSpec
+    from deltaflow.config.sources import SqlSource
     from deltaflow.connectors.protocol import RunResources
 
 __all__ = [
@@ -39,7 +40,7 @@ __all__ = [
 
 def open_source(
     conn: DuckDBConnection,
-    spec: SourceSpec,
+    spec: SqlSource,
     resources: RunResources,
     batch_size: int,
     parallelism: int = 1,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from deltaflow.config.models import SourceSpec
+    from deltaflow.config.sources import SqlSource
 
 #: DuckDB's facts for the stream's SELECT: a filter applies to a query's rows too
 SELECT = SelectFacts(default_schema="main")
@@ -42,7 +42,7 @@ class DuckDBSource:
     """One stream of a DuckDB database: a table or a query, read in one split (DuckDB
     parallelises a query itself)."""
 
-    def __init__(self, db: duckdb.DuckDBPyConnection, spec: SourceSpec, batch_size: int):
+    def __init__(self, db: duckdb.DuckDBPyConnection, spec: SqlSource, batch_size: int):
         self.db = db
         self.spec = spec
         self.batch_size = batch_size

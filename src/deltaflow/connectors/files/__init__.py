@@ -26,7 +26,8 @@ from deltaflow.connectors.files.source import FilesSource
 
 if TYPE_CHECKING:
     from deltaflow.config.connections import FilesConnection
-    from deltaflow.config.models import DestinationSpec, SourceSpec
+    from deltaflow.config.models import DestinationSpec
+    from deltaflow.config.sources import FileSource
     from deltaflow.connectors.protocol import RunResources
 
 __all__ = [
@@ -48,7 +49,7 @@ def _root(conn: FilesConnection, resources: RunResources) -> Path:
 
 def open_source(
     conn: FilesConnection,
-    spec: SourceSpec,
+    spec: FileSource,
     resources: RunResources,
     batch_size: int,
     parallelism: int = 1,

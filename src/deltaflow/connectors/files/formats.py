@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from deltaflow.config.connections import FileFormat
-    from deltaflow.config.models import CsvOptions
+    from deltaflow.config.sources import CsvOptions
     from deltaflow.connectors.files.source import FilesSource
 
 EXTENSIONS: dict[str, FileFormat] = {

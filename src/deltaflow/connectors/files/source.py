@@ -16,12 +16,11 @@ from deltaflow.schema.types import TableSchema
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from deltaflow.config.models import SourceSpec
+    from deltaflow.config.sources import FileSource
 
 
 class FilesSource:
-    def __init__(self, root: Path, spec: SourceSpec, batch_size: int):
-        assert spec.path is not None
+    def __init__(self, root: Path, spec: FileSource, batch_size: int):
         self.spec = spec
         self.pattern = str(root / spec.path)
         self.format = infer_format(spec.path, spec.format)

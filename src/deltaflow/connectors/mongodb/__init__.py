@@ -40,7 +40,7 @@ from deltaflow.connectors.mongodb.source import MIN_SPLIT_DOCUMENTS, MongoDBSour
 
 if TYPE_CHECKING:
     from deltaflow.config.connections import MongoDBConnection
-    from deltaflow.config.models import SourceSpec
+    from deltaflow.config.sources import MongoSource
     from deltaflow.connectors.protocol import RunResources
 
 __all__ = [
@@ -64,7 +64,7 @@ __all__ = [
 
 def open_source(
     conn: MongoDBConnection,
-    spec: SourceSpec,
+    spec: MongoSource,
     resources: RunResources,
     batch_size: int,
     parallelism: int = 1,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from deltaflow.config.connections import MongoDBConnection
-    from deltaflow.config.models import SourceSpec
+    from deltaflow.config.sources import MongoSource
     from deltaflow.connectors.protocol import CursorWindow, RunResources
 
 log = logging.getLogger("deltaflow.mongodb")
@@ -42,13 +42,11 @@ class MongoDBSource:
     def __init__(
         self,
         conn: MongoDBConnection,
-        spec: SourceSpec,
+        spec: MongoSource,
         resources: RunResources,
         batch_size: int,
         parallelism: int,
     ):
-        if spec.collection is None:
-            raise SchemaError("a MongoDB source needs 'collection'", hint="name the collection")
         self.conn = conn
         self.spec = spec
         self.resources = resources

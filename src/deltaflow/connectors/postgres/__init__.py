@@ -24,7 +24,8 @@ from deltaflow.connectors.postgres.source import PostgresSource
 
 if TYPE_CHECKING:
     from deltaflow.config.connections import PostgresConnection
-    from deltaflow.config.models import DestinationSpec, SourceSpec
+    from deltaflow.config.models import DestinationSpec
+    from deltaflow.config.sources import SplitSqlSource
     from deltaflow.connectors.protocol import RunResources
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
 
 def open_source(
     conn: PostgresConnection,
-    spec: SourceSpec,
+    spec: SplitSqlSource,
     resources: RunResources,
     batch_size: int,
     parallelism: int = 1,

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from deltaflow.config.connections import PostgresConnection
-    from deltaflow.config.models import SourceSpec
+    from deltaflow.config.sources import SplitSqlSource
 
 #: PostgreSQL's facts for the stream's SELECT: a query is read as written ('where'
 #: filters a table)
@@ -45,7 +45,7 @@ class PostgresSource:
     def __init__(
         self,
         conn: PostgresConnection,
-        spec: SourceSpec,
+        spec: SplitSqlSource,
         batch_size: int,
         parallelism: int,
         resources: RunResources,
@@ -67,17 +67,17 @@ class PostgresSource:
     def discover(self) -> TableSchema:
         with closing(connect(self.conn)) as db, closing(db.cursor()) as cur:
             try:
-                if self.spec.table:
-                    self.columns, keys = self._describe_table(cur)
+                if table := self.spec.table:
+                    self.columns, keys = self._describe_table(cur, table)
                 else:
                     self.columns, keys = self._describe_query(cur), ()
             finally:
                 db.rollback()
         return TableSchema(tuple(Column(c.name, c.logical, c.nullable) for c in self.columns), keys)
 
-    def _describe_table(self, cur: Any) -> tuple[list[PgColumn], tuple[str, ...]]:
-        assert self.spec.table is not None
-        schema, table = qualified(self.spec.table)
+    def _describe_table(self, cur: Any, name: str) -> tuple[list[PgColumn], tuple[str, ...]]:
+        """The columns (those of 'columns' when given) and primary key of table ``name``."""
+        schema, table = qualified(name)
         columns, keys = describe(cur, schema, table)
         if not columns:
             raise SourceError(
