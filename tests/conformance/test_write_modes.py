@@ -97,9 +97,7 @@ def test_merge_reports_the_rows_the_table_holds_after_it(target: Target) -> None
 
 @pytest.mark.parametrize(
     "target",
-    destinations(
-        "merge", xfail={"bigquery": "BigQuery's merge reports no inserted/updated counts"}
-    ),
+    destinations("merge"),
     indirect=True,
 )
 def test_merge_reports_inserted_and_updated_keys(target: Target) -> None:
@@ -176,11 +174,6 @@ def test_merge_with_a_null_in_the_key_is_refused(
     "target",
     destinations(
         "merge",
-        xfail={
-            "bigquery": "BigQuery's merge reports no inserted/updated counts",
-            "postgres": "into a table without a matching unique key PostgreSQL counts the "
-            "rows its DELETE removed as updated (here updated 2, inserted 0), not the keys",
-        },
     ),
     indirect=True,
 )

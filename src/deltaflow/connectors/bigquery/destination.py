@@ -182,7 +182,7 @@ class BigQueryDestination(IncrementalState, SchemaEvolution):
                     hint="check that the source columns fit the table's types",
                 ) from exc
         table = self._get_table(self.table_id)
-        details: dict[str, Any] = dict(self.jobs)
+        details: dict[str, Any] = dict(self.jobs) | (self.merged if write_mode == "merge" else {})
         if self.renamed or self.nested_renamed:
             details["renamed_columns"] = self.renamed | self.nested_renamed
         quarantined = 0 if held is None else held.num_rows
@@ -307,6 +307,7 @@ class BigQueryDestination(IncrementalState, SchemaEvolution):
             ),
         )
         keys = ", ".join(quote_backtick(k) for k in primary_key)
+        self.merged = self._merge_counts(target, staged, keys)
         if len(primary_key) == 1:
             matched = f"{keys} IN (SELECT {keys} FROM {staged})"
         else:
@@ -322,6 +323,16 @@ class BigQueryDestination(IncrementalState, SchemaEvolution):
             f"DELETE FROM {target} AS t WHERE {matched}{self._pruned(staged, primary_key)}",
             f"INSERT INTO {target} ({columns}) {latest}",
         ]
+
+    def _merge_counts(self, target: str, staged: str, keys: str) -> dict[str, int]:
+        """The keys a merge will insert and update, counted before it is applied: keys,
+        not rows (the table may repeat a key, the batch too)."""
+        ((count, matched),) = self._query(
+            f"SELECT COUNT(*), COUNT(m._found) FROM (SELECT DISTINCT {keys} FROM {staged}) "
+            f"LEFT JOIN (SELECT DISTINCT {keys}, TRUE AS _found FROM {target}) AS m "
+            f"USING ({keys})"
+        )
+        return {"inserted": int(count) - int(matched), "updated": int(matched)}
 
     def _pruned(self, staged: str, primary_key: tuple[str, ...]) -> str:
         """`` AND <partition column> BETWEEN <first> AND <last>`` of the staged rows, when

@@ -34,6 +34,8 @@ class DestinationTable:
         self.renamed: dict[str, str] = {}  # source column -> its valid BigQuery name
         self.nested_renamed: dict[str, str] = {}  # path of a nested field -> its new path
         self.jobs: dict[str, int] = {}
+        self.merged: dict[str, int] = {}
+        """The keys the last merge inserted and updated."""
         self.ensured: set[str] = set()  # companion tables known to exist
 
     @property

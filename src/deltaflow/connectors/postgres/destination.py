@@ -289,10 +289,14 @@ class PostgresDestination(StateTable[CursorSession]):
             ((inserted, updated),) = fetch(cur, sql)
         else:  # no matching unique key on the table: delete the keys, then insert
             match = " AND ".join(f"t.{quote_double(k)} = s.{quote_double(k)}" for k in primary_key)
-            cur.execute(
-                f"DELETE FROM {self.target} AS t USING {quote_double(staging)} AS s WHERE {match}"
+            removed = ", ".join(f"t.{quote_double(k)}" for k in primary_key)
+            # updated counts keys, not rows: the table may repeat a key it has no index for
+            ((updated,),) = fetch(
+                cur,
+                f"WITH gone AS (DELETE FROM {self.target} AS t USING {quote_double(staging)} "
+                f"AS s WHERE {match} RETURNING {removed}) "
+                "SELECT count(*) FROM (SELECT DISTINCT * FROM gone) AS keys",
             )
-            updated = cur.rowcount if cur.rowcount and cur.rowcount > 0 else 0
             cur.execute(f"INSERT INTO {self.target} ({target_cols}) {latest}")
             ((total,),) = fetch(
                 cur, f"SELECT count(DISTINCT ({keys})) FROM {quote_double(staging)}"
