@@ -108,12 +108,29 @@ def test_second_merge_run_updates_instead_of_duplicating(shop: Path) -> None:
     assert "succeeded" in show.stdout
 
 
-def test_quiet_prints_nothing_on_success(shop: Path) -> None:
-    result = deltaflow("run", "shop.yml", "--quiet", cwd=shop)
+def test_silent_prints_nothing_on_success(shop: Path) -> None:
+    result = deltaflow("run", "shop.yml", "--silent", cwd=shop)
 
     assert result.returncode == 0
     assert result.stdout == ""
     assert result.stderr == ""
+
+
+def test_quiet_drops_the_progress_but_prints_the_summary(shop: Path) -> None:
+    result = deltaflow("run", "shop.yml", "--quiet", cwd=shop)
+
+    assert result.returncode == 0
+    assert "orders" in result.stdout  # the summary table names each step
+    assert "1,000" in result.stdout  # and its rows
+    assert result.stderr == ""  # no progress bars
+
+
+def test_silent_still_reports_a_failure(shop: Path) -> None:
+    (shop / "data" / "orders.parquet").unlink()
+    result = deltaflow("run", "shop.yml", "--silent", cwd=shop)
+
+    assert result.returncode == 1
+    assert "orders" in result.stderr + result.stdout
 
 
 def test_run_by_id_finds_the_file_under_configs(shop: Path) -> None:

@@ -91,7 +91,12 @@ def run(
         bool, typer.Option("--test", help="A trial run on 100 rows per source: --limit 100.")
     ] = False,
     metadata: MetadataOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars; the summary is printed.")
+    ] = False,
+    silent: Annotated[
+        bool, typer.Option("--silent", help="Print nothing unless the run fails.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
     """Run a pipeline: every step in order, recorded in the run store."""
@@ -122,11 +127,11 @@ def run(
     try:
         request = dataclasses.replace(request, variables=parse_assignments(var or []))
         prepared = ops.prepare(request)
-        with _progress(quiet) as observer:
+        with _progress(quiet or silent) as observer:
             result = ops.execute(prepared, observer)
     except DeltaFlowError as exc:
         raise fail(exc) from None
-    if not quiet:
+    if not silent:
         _print_result(result)
     if result.error is not None:
         raise fail(result.error)
