@@ -7,6 +7,7 @@ asks the registry for a source, a destination or a warehouse.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deltaflow.errors import Code, ConfigError, UnknownConnectorError, did_you_mean, require
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from deltaflow.config.connections import ConnectionBase
     from deltaflow.config.models import DestinationSpec, SourceSpec
     from deltaflow.connectors.protocol import Destination, RunResources, Source, Warehouse
+    from deltaflow.schema.types import TableSchema
 
 #: connection type -> module under deltaflow.connectors
 REGISTRY: dict[str, str] = {
@@ -90,7 +92,42 @@ def open_destination(
 
 
 #: the types ``append_rows`` writes by name; other columns are text
-ROW_TYPES = ("decimal", "date", "timestamp", "int")
+ROW_TYPES = ("decimal", "date", "timestamp", "int", "json")
+
+
+def row_schema(
+    columns: Sequence[str], types: Mapping[str, str], key: tuple[str, ...] = ()
+) -> TableSchema:
+    """The table ``append_rows`` writes: ``columns`` in order, text unless ``types`` names
+    another of ``ROW_TYPES``: decimal (38 digits, 9 after the point), date, timestamp
+    (UTC), int (64 bits), json (the engine's JSON type)."""
+    from deltaflow.schema.types import Column, LogicalType, TableSchema
+
+    unknown = sorted({t for t in types.values() if t not in ROW_TYPES})
+    if unknown:
+        raise ConfigError(
+            f"unknown row type(s) {', '.join(map(repr, unknown))}",
+            hint=f"use one of: {', '.join(ROW_TYPES)} (other columns are text)",
+        )
+    logical = {
+        "decimal": LogicalType("decimal", precision=38, scale=9),
+        "date": LogicalType("date"),
+        "timestamp": LogicalType("timestamp", unit="us", tz="UTC"),
+        "int": LogicalType("int64"),
+        "json": LogicalType("json"),
+    }
+    string = LogicalType("string")
+    return TableSchema(
+        tuple(Column(c, logical[types[c]] if c in types else string) for c in columns), key
+    )
+
+
+def ensure_rows_table(
+    conn: ConnectionBase, resources: RunResources, table: str, schema: TableSchema
+) -> None:
+    """Create the table of ``schema`` (and its schema or dataset) when missing; a table
+    that exists already is evolved to it as the destination allows (columns added)."""
+    _row_destination(conn, resources, table, schema.primary_key).prepare(schema)
 
 
 def append_rows(
@@ -98,31 +135,40 @@ def append_rows(
     resources: RunResources,
     table: str,
     rows: list[dict[str, Any]],
-    types: dict[str, str],
+    types: Mapping[str, str],
     key: tuple[str, ...] = (),
 ) -> None:
-    """Write a few records (results, reconciliation records) to a table of a warehouse,
-    created when missing: appended, or merged on ``key``. ``types`` names the columns
-    that are not text: decimal (38 digits, 9 after the point), date, timestamp (UTC), int.
+    """Write a few records (results, reconciliation records, run metadata) to a table of
+    a warehouse, created when missing: appended, or merged on ``key``. ``types`` names the
+    columns that are not text (see ``row_schema``); a json column's values are any value
+    ``json.dumps`` writes (None stays NULL).
     """
-    import pyarrow as pa
+    import json
 
-    from deltaflow.config.models import DestinationSpec
-    from deltaflow.schema.types import TableSchema
+    import pyarrow as pa
 
     if not rows:
         return
-    arrow = {
-        "decimal": pa.decimal128(38, 9),
-        "date": pa.date32(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "int": pa.int64(),
-    }
-    fields = [pa.field(k, arrow[types[k]] if k in types else pa.string()) for k in rows[0]]
-    data = pa.Table.from_pylist(rows, schema=pa.schema(fields))
+    schema = row_schema(list(rows[0]), types, key)
+    as_json = [c for c in rows[0] if types.get(c) == "json"]
+    if as_json:
+        rows = [
+            r | {c: None if r[c] is None else json.dumps(r[c], default=str) for c in as_json}
+            for r in rows
+        ]
+    data = pa.Table.from_pylist(rows, schema=schema.to_arrow())
     mode: Any = "merge" if key else "append"
-    spec = DestinationSpec(connection="target", table=table, write_mode=mode, primary_key=list(key))
-    destination = open_destination(conn, spec, resources)
-    destination.prepare(TableSchema.from_arrow(data.schema, primary_key=key))
+    destination = _row_destination(conn, resources, table, key)
+    destination.prepare(schema)
     reader = pa.RecordBatchReader.from_batches(data.schema, data.to_batches())
     destination.load(reader, mode, key)
+
+
+def _row_destination(
+    conn: ConnectionBase, resources: RunResources, table: str, key: tuple[str, ...]
+) -> Destination:
+    from deltaflow.config.models import DestinationSpec
+
+    mode: Any = "merge" if key else "append"
+    spec = DestinationSpec(connection="target", table=table, write_mode=mode, primary_key=list(key))
+    return open_destination(conn, spec, resources)
