@@ -6,7 +6,8 @@ rows), element count and missing count; a row count, the same observed value.
 
 The check DeltaFlow runs is the expectation's own configuration, verbatim: its GE name
 and GE parameters (value_set, regex, column_list, min_value, max_value, strict_min,
-strict_max, mostly)."""
+strict_max, mostly). The row checks a sync runs in flight fail the rows GE finds
+unexpected."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from deltaflow import RunContext, RunStore, load_pipeline, run_pipeline
+from deltaflow.config.models import RowCheckSpec
+from deltaflow.quality.inflight import RowChecks
 
 ROOT = Path(__file__).resolve().parents[2]
 GE_PYTHON = ROOT / ".venv-ge" / "bin" / "python"
@@ -256,3 +259,38 @@ def test_the_generated_tables_reach_every_outcome(
     issue = ge_results["issue"][0]
     assert (issue["unexpected_count"], issue["element_count"]) == (2, 6)
     assert issue["unexpected_percent"] == pytest.approx(200 / 3)
+
+
+#: the expectations a sync can check in flight (no mostly: each row is judged alone)
+IN_FLIGHT = (
+    "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_between",
+    "expect_column_values_to_be_in_set",
+    "expect_column_values_to_match_regex",
+)
+
+
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_in_flight_row_checks_fail_the_rows_great_expectations_finds_unexpected(
+    ge_results: dict[str, list[dict[str, Any]]], dataset: str
+) -> None:
+    table, expectations = DATASETS[dataset]
+    cases = [
+        (i, e)
+        for i, e in enumerate(expectations)
+        if e["type"] in IN_FLIGHT and "mostly" not in e["kwargs"]
+    ]
+    specs = [
+        RowCheckSpec.model_validate(
+            {"type": e["type"], **e["kwargs"], "name": f"e{i}", "action": "warn"}
+        )
+        for i, e in cases
+    ]
+    checks = RowChecks(specs, "run1", dataset)
+    checks.prepare(table.schema.names)
+    for batch in table.to_batches(max_chunksize=7):  # counts add up over batches
+        assert checks.apply(batch).num_rows == batch.num_rows  # warn loads every row
+
+    failing = {c["check"]: c["failing_rows"] for c in checks.summary()}
+    expected = {f"e{i}": ge_results[dataset][i]["unexpected_count"] for i, _ in cases}
+    assert failing == expected
