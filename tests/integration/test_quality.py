@@ -126,6 +126,106 @@ def test_every_check_passes_on_clean_rows_and_fails_on_bad_ones(
     assert 0 < result.steps[0].details["quality_score"] < 100
 
 
+@pytest.mark.parametrize("dest", ["duckdb", "pg"])
+def test_null_passes_and_great_expectations_parameters_mean_what_they_mean_there(
+    tmp_path: Path, pg_dsn: str, dest: str
+) -> None:
+    """1, 1, 2, NULL, NULL, NULL: the NULLs are not checked (only not_null counts them),
+    percentages are over the 3 non-NULL rows, and mostly, strict bounds and value_set
+    are Great Expectations' (tests/integration/test_quality_ge.py compares with GE)."""
+    rows = [(1,), (1,), (2,), (None,), (None,), (None,)]
+    if dest == "duckdb":
+        with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
+            con.execute("CREATE TABLE t (x bigint)")
+            con.executemany("INSERT INTO t VALUES (?)", rows)
+    else:
+        with psycopg.connect(pg_dsn, autocommit=True) as con:
+            con.execute("CREATE TABLE t (x bigint)")
+            con.cursor().executemany("INSERT INTO t VALUES (%s)", rows)
+    checks = [
+        "{check: unique, column: x}",
+        "{type: expect_column_values_to_be_unique, column: x, mostly: 0.3}",
+        "{type: expect_column_values_to_be_unique, column: x, mostly: 0.34}",
+        "{check: not_null, column: x, mostly: 0.5}",
+        "{type: expect_column_values_to_be_between, column: x, min_value: 1, max_value: 2,"
+        " strict_max: true}",
+        "{check: between, column: x, min: 1, strict_min: true}",
+        "{check: between, column: x, min: 1, max: 2, inclusive: false}",
+        "{type: expect_column_values_to_be_in_set, column: x, value_set: [1], mostly: 0.6}",
+        "{check: accepted_values, column: x, values: [2]}",
+        "{type: expect_table_row_count_to_be_between, min_value: 6, strict_min: true}",
+    ]
+    steps = textwrap.dedent(f"""\
+        - step_id: dq
+          type: quality
+          connection: {"wh" if dest == "duckdb" else "pg"}
+          table: {"t" if dest == "duckdb" else "public.t"}
+          checks:
+        """) + "".join(f"    - {c[:-1]}, severity: warning}}\n" for c in checks)
+
+    result = run(tmp_path, pg_dsn, steps)
+
+    assert result.ok, result.error
+    found = [
+        (c["status"], c["failing_rows"], c["rows_checked"], c["unexpected_percent"])
+        for c in result.steps[0].details["checks"]
+    ]
+    third = pytest.approx(100 / 3)
+    assert found == [
+        ("warned", 2, 3, pytest.approx(200 / 3)),  # the two 1s; not 5 of 6
+        ("passed", 2, 3, pytest.approx(200 / 3)),  # 1 of 3 pass, mostly 0.3
+        ("warned", 2, 3, pytest.approx(200 / 3)),  # 1 of 3 pass, mostly 0.34
+        ("passed", 3, 6, 50.0),  # not_null counts every row
+        ("warned", 1, 3, third),  # 2 is not below max 2
+        ("warned", 2, 3, pytest.approx(200 / 3)),  # 1 is not above min 1
+        ("warned", 3, 3, 100.0),  # inclusive: false, both bounds strict
+        ("passed", 1, 3, third),  # 2 of 3 in the set, mostly 0.6
+        ("warned", 2, 3, pytest.approx(200 / 3)),
+        ("warned", None, None, None),  # 6 rows, not more than 6
+    ]
+    unique = result.steps[0].details["checks"][0]
+    assert (unique["element_count"], unique["missing_count"]) == (6, 3)
+    assert unique["sample"] == [{"x": 1, "rows": 2}]  # the NULL group is no duplicate
+    assert unique["message"] == "2 of 3 rows fail"
+    assert "mostly 0.34 asks 34% to pass" in result.steps[0].details["checks"][2]["message"]
+
+
+@pytest.mark.parametrize(
+    ("check", "message"),
+    [
+        (
+            "{type: expect_column_values_to_be_betwen, column: x, min_value: 1}",
+            "expect_column_values_to_be_betwen is not supported. Did you mean "
+            "'expect_column_values_to_be_between'?",
+        ),
+        ("{check: unique, column: x, mostly: 95}", "from 0 to 1 (0.95 for 95%), not 95"),
+        ("{check: between, column: x, min: 5, max: 1}", "min 5 is above max 1; swap them"),
+        ("{check: between, column: x, min: 1, min_value: 2}", "give min or its GE name min_value"),
+        (
+            "{check: not_null, column: x, mostly: 0.9, max_failure_percent: 10}",
+            "give mostly or max_failure_percent, not both",
+        ),
+        ("{check: row_count, min: 1, mostly: 0.5}", "mostly applies to row checks"),
+    ],
+)
+def test_a_bad_check_is_refused_when_the_pipeline_loads_with_the_fix(
+    tmp_path: Path, pg_dsn: str, check: str, message: str
+) -> None:
+    from deltaflow.errors import ConfigError
+
+    steps = f"""\
+        - step_id: dq
+          type: quality
+          connection: wh
+          table: t
+          checks:
+            - {check}
+        """
+    with pytest.raises(ConfigError) as refused:
+        run(tmp_path, pg_dsn, steps)
+    assert message in str(refused.value)
+
+
 def test_a_critical_failure_stops_the_pipeline_and_a_warning_does_not(
     tmp_path: Path, pg_dsn: str
 ) -> None:

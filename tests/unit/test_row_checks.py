@@ -62,3 +62,43 @@ def test_only_row_checks_on_known_columns_run_in_flight() -> None:
         checks({"check": "unique", "columns": ["id"]})
     with pytest.raises(SchemaError, match=r"no column emial.*Did you mean 'email'"):
         checks({"check": "not_null", "column": "emial"})
+
+
+def test_great_expectations_names_and_parameters_run_in_flight() -> None:
+    rows = checks(
+        {"type": "expect_column_values_to_be_in_set", "column": "status",
+         "value_set": ["new", "paid"], "action": "warn"},
+        {"type": "expect_column_values_to_match_regex", "column": "email", "regex": "@x",
+         "action": "warn"},
+        {"type": "expect_column_values_to_not_be_null", "column": "status", "action": "warn"},
+    )  # fmt: skip
+    assert rows.apply(BATCH).num_rows == 4
+    assert [c["failing_rows"] for c in rows.summary()] == [1, 1, 1]  # lost; nope; NULL
+
+
+@pytest.mark.parametrize(
+    ("bounds", "kept_ids"),
+    [
+        ({"min": 5, "max": 50}, [1, 3]),  # total 5.0, -1.0, 50.0, 500.0
+        ({"min": 5, "max": 50, "strict_min": True}, [3]),
+        ({"min": 5, "max": 50, "strict_max": True}, [1]),
+        ({"min_value": 5, "max_value": 50, "inclusive": False}, []),
+        ({"max": 50, "strict_max": True}, [1, 2]),
+    ],
+)
+def test_strict_bounds_exclude_the_bound_itself(
+    bounds: dict[str, object], kept_ids: list[int]
+) -> None:
+    rows = checks({"check": "between", "column": "total", **bounds})
+    assert rows.apply(BATCH).column("id").to_pylist() == kept_ids
+
+
+def test_a_fractional_bound_on_an_integer_column_is_not_truncated() -> None:
+    rows = checks({"check": "between", "column": "id", "min": 1.5, "max": 3.5, "action": "warn"})
+    rows.apply(BATCH)
+    assert rows.summary()[0]["failing_rows"] == 2  # ids 1 and 4; 2 and 3 are within
+
+
+def test_mostly_is_refused_in_flight_with_where_to_run_it() -> None:
+    with pytest.raises(ValueError, match="run the check in a quality step after the load"):
+        RowCheckSpec.model_validate({"check": "not_null", "column": "email", "mostly": 0.9})

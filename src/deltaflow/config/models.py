@@ -197,15 +197,27 @@ CheckKind = Literal[
     "schema",
     "custom_sql",
 ]
-#: expectation names (Great Expectations style, as the Convergence configs use them)
+#: Great Expectations' expectation names, each the check it is, with GE's parameters
+#: (value_set, regex, column_list, min_value, max_value, strict_min, strict_max, mostly)
 CHECK_ALIASES: dict[str, str] = {
     "expect_column_values_to_not_be_null": "not_null",
     "expect_column_values_to_be_unique": "unique",
+    "expect_compound_columns_to_be_unique": "unique",
     "expect_column_values_to_be_between": "between",
     "expect_column_values_to_be_in_set": "accepted_values",
     "expect_column_values_to_match_regex": "regex",
     "expect_table_row_count_to_be_between": "row_count",
 }
+#: GE's parameter names -> DeltaFlow's
+PARAMETER_ALIASES = {
+    "min_value": "min",
+    "max_value": "max",
+    "value_set": "values",
+    "regex": "pattern",
+    "column_list": "columns",
+}
+#: checks that judge each row (the others observe one value of the table)
+ROW_CHECK_KINDS = ("not_null", "unique", "between", "accepted_values", "regex")
 #: what each check needs, beyond 'check'
 CHECK_NEEDS: dict[str, tuple[str, ...]] = {
     "not_null": ("column",),
@@ -231,13 +243,20 @@ class CheckSpec(Model):
     columns: list[str] | None = None
     """Key columns of a 'unique' check (or give 'column')."""
     min: float | int | None = None
+    """'between', 'row_count': the lowest value allowed (GE: min_value)."""
     max: float | int | None = None
-    inclusive: bool = True
-    """'between' and 'row_count' bounds include min and max."""
+    """'between', 'row_count': the highest value allowed (GE: max_value)."""
+    strict_min: bool = False
+    """The value must be above min, not equal to it ('inclusive: false' sets both)."""
+    strict_max: bool = False
+    """The value must be below max, not equal to it."""
     values: list[str | int | float | bool] | None = None
-    """'accepted_values': the values a column may hold (NULL passes)."""
+    """'accepted_values': the values a column may hold (GE: value_set; NULL passes)."""
     pattern: str | None = None
-    """'regex': the pattern every non-NULL value must match."""
+    """'regex': a pattern every non-NULL value must contain a match of (GE: regex)."""
+    mostly: float | None = None
+    """Row checks: the share of the rows checked (non-NULL ones but for not_null) that
+    must pass, as in Great Expectations (0.95: up to 5% may fail)."""
     max_age: str | None = None
     """'freshness': how old the newest value may be ('1d', '6h')."""
     expected: dict[str, str] | None = None
@@ -251,7 +270,8 @@ class CheckSpec(Model):
     max_failures: int = Field(default=0, ge=0)
     """Failing rows allowed before the check fails."""
     max_failure_percent: float | None = Field(default=None, ge=0, le=100)
-    """Failing rows allowed, as a percentage of the rows checked."""
+    """Failing rows allowed, as a percentage of the rows checked (as mostly, in percent
+    failing)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -262,13 +282,37 @@ class CheckSpec(Model):
         if "type" in data and "check" not in data:
             data["check"] = data.pop("type")
         if isinstance(data.get("check"), str):
-            data["check"] = CHECK_ALIASES.get(data["check"], data["check"])
-        for long, short in (("min_value", "min"), ("max_value", "max")):
-            if long in data and short not in data:
+            name = data["check"]
+            if name.startswith("expect_") and name not in CHECK_ALIASES:
+                raise ValueError(
+                    f"expectation {name} is not supported."
+                    f"{did_you_mean(name, CHECK_ALIASES)} Supported: {', '.join(CHECK_ALIASES)}"
+                )
+            data["check"] = CHECK_ALIASES.get(name, name)
+        for long, short in PARAMETER_ALIASES.items():
+            if long in data:
+                if short in data:
+                    raise ValueError(f"give {short} or its GE name {long}, not both")
                 data[short] = data.pop(long)
+        if "inclusive" in data:  # the older spelling of two strict bounds
+            inclusive = data.pop("inclusive")
+            if inclusive is not True and inclusive is not False:
+                raise ValueError(f"inclusive is true or false, not {inclusive!r}")
+            data.setdefault("strict_min", not inclusive)
+            data.setdefault("strict_max", not inclusive)
         if data.get("check") == "unique" and "column" in data and "columns" not in data:
             data["columns"] = [data.pop("column")]
         return data
+
+    @field_validator("mostly")
+    @classmethod
+    def _share(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 1:
+            raise ValueError(
+                f"mostly is the share of rows that must pass, from 0 to 1 (0.95 for 95%), "
+                f"not {value}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _complete(self) -> CheckSpec:
@@ -277,6 +321,19 @@ class CheckSpec(Model):
             raise ValueError(f"a {self.check} check needs {' and '.join(missing)}")
         if self.check == "between" and self.min is None and self.max is None:
             raise ValueError("a between check needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
+        if self.mostly is not None:
+            if self.check not in ROW_CHECK_KINDS:
+                raise ValueError(
+                    f"mostly applies to row checks ({', '.join(ROW_CHECK_KINDS)}), "
+                    f"not to {self.check}"
+                )
+            if self.max_failure_percent is not None:
+                raise ValueError(
+                    "give mostly or max_failure_percent, not both: mostly 0.95 is "
+                    "max_failure_percent 5"
+                )
         if self.max_age is not None:
             duration_seconds(self.max_age)
         return self
@@ -293,6 +350,15 @@ class RowCheckSpec(CheckSpec):
     action: Literal["quarantine", "fail", "warn"] = "quarantine"
     """quarantine: failing rows go to the quarantine table, the rest load; fail: stop the
     step; warn: count them and load them."""
+
+    @model_validator(mode="after")
+    def _per_row(self) -> RowCheckSpec:
+        if self.mostly is not None:
+            raise ValueError(
+                "mostly judges a whole table, and a row check in flight acts on each row "
+                "as it passes; run the check in a quality step after the load, or drop mostly"
+            )
+        return self
 
 
 class QualityStep(BaseStep):

@@ -5,12 +5,17 @@ Every check is built as a sqlglot expression and rendered in the warehouse's dia
 check's ``filter`` is parsed as a condition, so nothing from config is pasted into SQL
 text. ``custom_sql`` is the user's own query and runs as written.
 
-Row checks (not_null, unique, between, accepted_values, regex) count the rows checked
-and the rows failing, and keep a few failing rows as a sample; table checks (row_count,
-freshness, schema, custom_sql) observe one value. A check fails when its failing rows
-exceed ``max_failures`` (and ``max_failure_percent``); a failed ``critical`` check stops
-the pipeline, a failed ``warning`` is recorded as ``warned``; a check that cannot run
-(a missing column, bad SQL) is ``errored``, which stops the pipeline when critical.
+Row checks (not_null, unique, between, accepted_values, regex) mean what Great
+Expectations' column map expectations mean: NULL passes every check but not_null, so a
+check counts the rows (``element_count``), the NULL ones (``missing_count``), the rows
+checked (the non-NULL ones; every row for not_null), the failing ones among them
+(``failing_rows``, GE's unexpected_count) and their share of the rows checked
+(``unexpected_percent``), and keeps a few failing rows as a sample. Table checks
+(row_count, freshness, schema, custom_sql) observe one value. A check fails when more
+rows fail than ``max_failures`` allows and, with ``mostly`` (or ``max_failure_percent``),
+fewer of the rows checked pass than it asks; a failed ``critical`` check stops the
+pipeline, a failed ``warning`` is recorded as ``warned``; a check that cannot run (a
+missing column, bad SQL) is ``errored``, which stops the pipeline when critical.
 
 The table's quality score (0-100) is the mean of its checks' scores: a row check scores
 the share of checked rows that pass, a table check 100 when it passes, an errored check 0.
@@ -23,7 +28,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deltaflow.config.models import CheckSpec, QualityStep, duration_seconds
+from deltaflow.config.models import ROW_CHECK_KINDS, CheckSpec, QualityStep, duration_seconds
 from deltaflow.connectors.protocol import split_table
 from deltaflow.connectors.registry import open_warehouse
 from deltaflow.errors import ConfigError, DeltaFlowError, QualityFailedError
@@ -38,8 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deltaflow.quality")
 
-ROW_CHECKS = ("not_null", "unique", "between", "accepted_values", "regex")
-
 
 @dataclass
 class CheckResult:
@@ -51,6 +54,9 @@ class CheckResult:
     observed: Any = None
     rows_checked: int | None = None
     failing_rows: int | None = None
+    element_count: int | None = None
+    missing_count: int | None = None
+    unexpected_percent: float | None = None
     sample: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
 
@@ -120,7 +126,7 @@ def _run(warehouse: Warehouse, query: exp.Expression | str) -> pa.Table:
 def run_check(check: CheckSpec, step: QualityStep, warehouse: Warehouse) -> CheckResult:
     result = CheckResult(check.label, check.check, step.table, check.severity, "passed")
     try:
-        if check.check in ROW_CHECKS:
+        if check.check in ROW_CHECK_KINDS:
             _row_check(check, step, warehouse, result)
         else:
             _TABLE_CHECKS[check.check](check, step, warehouse, result)
@@ -175,7 +181,8 @@ def _where(check: CheckSpec, dialect: str) -> Any:
 
 
 def _failing(check: CheckSpec) -> Any:
-    """The condition a failing row meets (NULLs pass every check but not_null)."""
+    """The condition a failing row meets; on a NULL it is NULL, never true, so NULL
+    passes every check but not_null."""
     from sqlglot import exp
 
     column = _column(check.column or "")
@@ -191,78 +198,101 @@ def _failing(check: CheckSpec) -> Any:
         )
     outside: list[exp.Expression] = []  # between
     if check.min is not None:
-        low = _literal(check.min)
-        outside.append(
-            exp.LT(this=column, expression=low)
-            if check.inclusive
-            else exp.LTE(this=column, expression=low)
-        )
+        below = exp.LTE if check.strict_min else exp.LT
+        outside.append(below(this=column, expression=_literal(check.min)))
     if check.max is not None:
-        high = _literal(check.max)
-        outside.append(
-            exp.GT(this=column, expression=high)
-            if check.inclusive
-            else exp.GTE(this=column, expression=high)
-        )
+        above = exp.GTE if check.strict_max else exp.GT
+        outside.append(above(this=column, expression=_literal(check.max)))
     return exp.or_(*outside)
 
 
 def _row_check(
     check: CheckSpec, step: QualityStep, warehouse: Warehouse, result: CheckResult
 ) -> None:
-    from sqlglot import exp
-
     table, where = _table(step, warehouse), _where(check, warehouse.dialect)
-    if check.check == "unique":
-        keys = [_column(c) for c in check.columns or []]
-        groups = (
-            exp.select(*keys, exp.func("COUNT", exp.Star()).as_("n"))
-            .from_(table)
-            .where(where)
-            .group_by(*keys)
-        )
-        counted = exp.select(
-            exp.func("SUM", exp.column("n")).as_("rows_checked"),
-            exp.func(
-                "SUM",
-                exp.Case()
-                .when(exp.GT(this=exp.column("n"), expression=_literal(1)), exp.column("n"))
-                .else_(_literal(0)),
-            ).as_("failing"),
-        ).from_(groups.subquery("g"))
-        sample = (
-            exp.select(*keys, exp.func("COUNT", exp.Star()).as_("rows"))
-            .from_(table)
-            .where(where)
-            .group_by(*keys)
-            .having(exp.GT(this=exp.func("COUNT", exp.Star()), expression=_literal(1)))
-            .limit(step.sample_size)
-        )
-    else:
-        failing = _failing(check)
-        counted = (
-            exp.select(
-                exp.func("COUNT", exp.Star()).as_("rows_checked"),
-                exp.func("SUM", exp.Case().when(failing, _literal(1)).else_(_literal(0))).as_(
-                    "failing"
-                ),
-            )
-            .from_(table)
-            .where(where)
-        )
-        sample = (
-            exp.select(exp.Star())
-            .from_(table)
-            .where(exp.and_(where, failing) if where is not None else failing)
-            .limit(step.sample_size)
-        )
+    build = _unique_queries if check.check == "unique" else _value_queries
+    counted, sample = build(check, step, table, where)
     row = _first(_run(warehouse, counted))
-    checked, failing_rows = row.get("rows_checked"), row.get("failing")
-    result.rows_checked, result.failing_rows = int(checked or 0), int(failing_rows or 0)
-    result.observed = result.failing_rows
-    if result.failing_rows and step.sample_size:
+    elements, checked = int(row.get("element_count") or 0), int(row.get("rows_checked") or 0)
+    failing = int(row.get("failing") or 0)
+    result.element_count, result.rows_checked, result.failing_rows = elements, checked, failing
+    result.missing_count = None if check.check == "not_null" else elements - checked
+    result.unexpected_percent = failing / checked * 100 if checked else None  # as GE
+    result.observed = failing
+    if failing and step.sample_size:
         result.sample = _jsonable(_run(warehouse, sample).to_pylist())
     _judge(check, result)
+
+
+def _value_queries(
+    check: CheckSpec, step: QualityStep, table: exp.Table, where: Any
+) -> tuple[exp.Select, exp.Select]:
+    """The counts of a check on one column's values, and a sample of the failing rows."""
+    from sqlglot import exp
+
+    failing = _failing(check)
+    every = exp.func("COUNT", exp.Star())
+    checked = every if check.check == "not_null" else exp.func("COUNT", _column(check.column or ""))
+    counted = (
+        exp.select(
+            every.copy().as_("element_count"),
+            checked.as_("rows_checked"),
+            exp.func("SUM", exp.Case().when(failing, _literal(1)).else_(_literal(0))).as_(
+                "failing"
+            ),
+        )
+        .from_(table)
+        .where(where)
+    )
+    sample = (
+        exp.select(exp.Star())
+        .from_(table)
+        .where(exp.and_(where, failing) if where is not None else failing)
+        .limit(step.sample_size)
+    )
+    return counted, sample
+
+
+def _unique_queries(
+    check: CheckSpec, step: QualityStep, table: exp.Table, where: Any
+) -> tuple[exp.Select, exp.Select]:
+    """The counts of a unique check, and a sample of the repeated keys. A row whose key
+    columns are all NULL is not checked (GE's expect_column_values_to_be_unique, and
+    expect_compound_columns_to_be_unique's default ignore_row_if); every other row fails
+    when its key occurs more than once, NULLs within a key comparing equal."""
+    from sqlglot import exp
+
+    names = check.columns or []
+    keys = [_column(c) for c in names]
+    present = exp.or_(*(exp.Not(this=exp.Is(this=k.copy(), expression=exp.Null())) for k in keys))
+    rows = "rows_"
+    while rows in names:  # the count's name is none of the key columns'
+        rows += "_"
+    groups = (
+        exp.select(*keys, exp.func("COUNT", exp.Star()).as_(rows, quoted=True))
+        .from_(table)
+        .where(where)
+        .group_by(*keys)
+    )
+    n = exp.column(rows, quoted=True)
+    repeated = exp.GT(this=n.copy(), expression=_literal(1))
+    counted = exp.select(
+        exp.func("SUM", n.copy()).as_("element_count"),
+        exp.func("SUM", exp.Case().when(present, n.copy()).else_(_literal(0))).as_("rows_checked"),
+        exp.func(
+            "SUM",
+            exp.Case().when(exp.and_(present.copy(), repeated), n.copy()).else_(_literal(0)),
+        ).as_("failing"),
+    ).from_(groups.subquery("g"))
+    sample = (
+        exp.select(*[k.copy() for k in keys], exp.func("COUNT", exp.Star()).as_("rows"))
+        .from_(table)
+        .where(exp.and_(where, present.copy()) if where is not None else present.copy())
+        .group_by(*[k.copy() for k in keys])
+        .having(exp.GT(this=exp.func("COUNT", exp.Star()), expression=_literal(1)))
+        .limit(step.sample_size)
+    )
+    return counted, sample
 
 
 def _first(table: pa.Table) -> dict[str, Any]:
@@ -271,14 +301,24 @@ def _first(table: pa.Table) -> dict[str, Any]:
 
 
 def _judge(check: CheckSpec, result: CheckResult) -> None:
-    """passed, or failed/warned by severity, from the failing rows and the threshold."""
+    """passed, or failed/warned by severity: a check passes when no more rows fail than
+    ``max_failures``, or when the share of the rows checked that pass reaches ``mostly``
+    (computed as Great Expectations does; no rows checked pass), or when the share that
+    fail is within ``max_failure_percent``."""
     failing, checked = result.failing_rows or 0, result.rows_checked or 0
-    over = failing > check.max_failures
-    if check.max_failure_percent is not None and checked:
-        over = over and 100.0 * failing / checked > check.max_failure_percent
-    if over:
+    ok = failing <= check.max_failures
+    if not ok and checked and check.mostly is not None:
+        ok = (float(checked) - float(failing)) / float(checked) >= check.mostly
+    if not ok and checked and check.max_failure_percent is not None:
+        ok = 100.0 * failing / checked <= check.max_failure_percent
+    if not ok:
         result.status = "failed" if check.severity == "critical" else "warned"
-        result.message = result.message or f"{failing:,} of {checked:,} rows fail"
+        if not result.message:
+            result.message = f"{failing:,} of {checked:,} rows fail" + (
+                f"; mostly {check.mostly} asks {check.mostly:.0%} to pass"
+                if check.mostly is not None
+                else ""
+            )
 
 
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -303,11 +343,13 @@ def _row_count(
     )
     count = int(_first(_run(warehouse, query)).get("n") or 0)
     result.observed = count
-    low_ok = check.min is None or (count >= check.min if check.inclusive else count > check.min)
-    high_ok = check.max is None or (count <= check.max if check.inclusive else count < check.max)
+    low_ok = check.min is None or (count > check.min if check.strict_min else count >= check.min)
+    high_ok = check.max is None or (count < check.max if check.strict_max else count <= check.max)
     if not (low_ok and high_ok):
         result.status = "failed" if check.severity == "critical" else "warned"
-        result.message = f"{count:,} rows, expected between {check.min} and {check.max}"
+        low = "" if check.min is None else f"{'>' if check.strict_min else '>='} {check.min}"
+        high = "" if check.max is None else f"{'<' if check.strict_max else '<='} {check.max}"
+        result.message = f"{count:,} rows, expected {' and '.join(x for x in (low, high) if x)}"
 
 
 def _freshness(

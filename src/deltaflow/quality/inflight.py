@@ -2,8 +2,10 @@
 loads (``action: quarantine``), stops the step (``fail``) or is counted (``warn``).
 
 The row checks of a quality step (not_null, between, accepted_values, regex) are
-evaluated with Arrow compute on each batch, on the stream's own columns; a row failing
-several checks is quarantined once, with the first reason.
+evaluated with Arrow compute on each batch, on the stream's own columns, with the
+meaning they have there and in Great Expectations: NULL passes every check but
+not_null, strict_min/strict_max exclude the bounds, a regex passes a value that contains
+a match. A row failing several checks is quarantined once, with the first reason.
 """
 
 from __future__ import annotations
@@ -122,11 +124,19 @@ def _failing(check: RowCheckSpec, column: Any) -> Any:
         return pc.fill_null(pc.invert(pc.match_substring_regex(column, check.pattern)), False)
     bad = pa.array([False] * len(column))
     if check.min is not None:
-        low = pa.scalar(check.min).cast(column.type)
-        below = pc.less(column, low) if check.inclusive else pc.less_equal(column, low)
-        bad = pc.or_(bad, pc.fill_null(below, False))
+        below = pc.less_equal if check.strict_min else pc.less
+        bad = pc.or_(bad, pc.fill_null(below(column, _bound(check.min, column.type)), False))
     if check.max is not None:
-        high = pa.scalar(check.max).cast(column.type)
-        above = pc.greater(column, high) if check.inclusive else pc.greater_equal(column, high)
-        bad = pc.or_(bad, pc.fill_null(above, False))
+        above = pc.greater_equal if check.strict_max else pc.greater
+        bad = pc.or_(bad, pc.fill_null(above(column, _bound(check.max, column.type)), False))
     return bad
+
+
+def _bound(value: float, kind: pa.DataType) -> Any:
+    """A bound as a scalar comparable with the column: an integer column keeps a
+    fractional bound as a float (2.5 stays 2.5, never truncated to 2)."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(kind) and not float(value).is_integer():
+        return pa.scalar(float(value))
+    return pa.scalar(value).cast(kind)
