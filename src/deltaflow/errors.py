@@ -50,9 +50,7 @@ import enum
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
-Category = Literal[
-    "config", "connector", "schema", "data", "load", "run", "service", "internal"
-]
+Category = Literal["config", "connector", "schema", "data", "load", "run", "service", "internal"]
 
 
 class Code(enum.StrEnum):
@@ -118,19 +116,19 @@ class Code(enum.StrEnum):
 
 
 __all__ = [
+    "AuthError",
     "Category",
     "Code",
     "ConfigError",
     "ConfigValidationError",
     "ConnectionFailedError",
     "ConnectionLostError",
-    "AuthError",
     "ConnectorError",
     "DataError",
     "DeltaFlowError",
     "DestinationError",
-    "ForbiddenError",
     "Diagnostic",
+    "ForbiddenError",
     "JsonValidationError",
     "LoadError",
     "MetricError",

@@ -59,7 +59,9 @@ def dump(database: str) -> str:
     engine = create_engine(database)
     try:
         with engine.connect() as con:
-            rows = {t.name: [list(r) for r in con.execute(select(t))] for t in metadata.sorted_tables}
+            rows = {
+                t.name: [list(r) for r in con.execute(select(t))] for t in metadata.sorted_tables
+            }
     finally:
         engine.dispose()
     return json.dumps(rows, default=str)
@@ -78,22 +80,23 @@ def test_onboarding_twice_is_harmless_and_the_key_is_stored_as_a_hash(
 
     assert (first.status_code, again.status_code) == (201, 201)
     key = first.json()["api_key"]
-    assert key.startswith("df_") and first.json()["key"]["prefix"] == key[:12]
-    assert again.json()["created"] is False and again.json()["api_key"] is None
+    assert key.startswith("df_")
+    assert first.json()["key"]["prefix"] == key[:12]
+    assert again.json()["created"] is False
+    assert again.json()["api_key"] is None
     keys = api.get("/api/v1/tenants/acme/keys", headers={"X-API-Key": key}).json()
     assert [k["key_id"] for k in keys] == [first.json()["key"]["key_id"]]
     assert key not in json.dumps(keys)
     stored = dump(database)
-    assert key not in stored and key[:12] in stored
+    assert key not in stored
+    assert key[:12] in stored
     assert ADMIN_KEY not in stored
     with duckdb.connect(warehouse["path"], read_only=True) as con:
         schemas = {r[0] for r in con.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()}
     assert "acme" in schemas
 
 
-def test_a_literal_warehouse_password_is_refused_and_never_stored(
-    api: Any, database: str
-) -> None:
+def test_a_literal_warehouse_password_is_refused_and_never_stored(api: Any, database: str) -> None:
     warehouse = {"type": "postgres", "host": "127.0.0.1", "password": "hunter2-planted"}
     answer = api.post(
         "/api/v1/tenants", json={"tenant_id": "leaky", "warehouse": warehouse}, headers=ROOT
@@ -113,16 +116,22 @@ def test_keys_are_checked_for_scope_revocation_and_expiry(api: Any) -> None:
     read_key = {"X-API-Key": reader.json()["api_key"]}
 
     refused = api.post("/api/v1/pipelines/run/acme/shop/numbers", json={}, headers=read_key)
-    assert refused.status_code == 403 and refused.json()["code"] == "AUTH_FORBIDDEN"
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "AUTH_FORBIDDEN"
     assert api.get("/api/v1/runs", headers=read_key).status_code == 200
-    assert api.get("/api/v1/runs", headers={"X-API-Key": expired.json()["api_key"]}).status_code == 401
-    assert api.post("/api/v1/tenants", json={"tenant_id": "other"}, headers=admin).status_code == 403
+    assert (
+        api.get("/api/v1/runs", headers={"X-API-Key": expired.json()["api_key"]}).status_code == 401
+    )
+    assert (
+        api.post("/api/v1/tenants", json={"tenant_id": "other"}, headers=admin).status_code == 403
+    )
 
     key_id = reader.json()["key"]["key_id"]
     assert api.delete(f"/api/v1/tenants/acme/keys/{key_id}", headers=admin).status_code == 204
     revoked = api.get("/api/v1/runs", headers=read_key)
     assert revoked.status_code == 401
-    assert revoked.json()["code"] == "AUTH_INVALID_KEY" and revoked.json()["hint"]
+    assert revoked.json()["code"] == "AUTH_INVALID_KEY"
+    assert revoked.json()["hint"]
     for wrong in ({"X-API-Key": "df_00000000_nope"}, {}):
         assert api.get("/api/v1/runs", headers=wrong).status_code == 401
 
@@ -142,7 +151,8 @@ def test_a_triggered_pipeline_runs_and_reads_back_with_steps_rows_dq_and_logs(
     assert (run["rows_read"], run["rows_loaded"]) == (5000, 5000)
     assert [s["step_id"] for s in run["steps"]] == ["numbers", "numbers_quality"]
     assert run["steps"][0]["rows_loaded"] == 5000
-    assert "numbers_quality" in run["dq_results"] and run["dq_results"]["numbers_quality"]
+    assert "numbers_quality" in run["dq_results"]
+    assert run["dq_results"]["numbers_quality"]
     with duckdb.connect(str(settings.configs / "shop" / "acme.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*), min(day) FROM raw.numbers").fetchone() == (
             5000,
@@ -175,7 +185,8 @@ def test_a_running_pipeline_is_not_started_twice_and_cancel_stops_it(api: Any) -
 
     second = api.post("/api/v1/pipelines/run/acme/shop/slow", json={}, headers=acme)
     assert second.status_code == 409
-    assert second.json()["code"] == "RUN_CONFLICT" and second.json()["run_id"] == run_id
+    assert second.json()["code"] == "RUN_CONFLICT"
+    assert second.json()["run_id"] == run_id
 
     assert api.post(f"/api/v1/runs/{run_id}/cancel", headers=acme).status_code == 202
     run = wait_status(api, run_id, acme)
@@ -190,14 +201,16 @@ def test_quotas_refuse_runs_and_requests_with_clear_errors(api: Any) -> None:
     )
     slow = api.post("/api/v1/pipelines/run/tight/shop/slow", json={}, headers=tight).json()
     busy = api.post("/api/v1/pipelines/run/tight/shop/numbers", json={}, headers=tight)
-    assert busy.status_code == 429 and busy.json()["code"] == "QUOTA_EXCEEDED"
+    assert busy.status_code == 429
+    assert busy.json()["code"] == "QUOTA_EXCEEDED"
     assert "concurrent" in busy.json()["message"]
     api.post(f"/api/v1/runs/{slow['pipeline_logging_id']}/cancel", headers=tight)
     wait_status(api, slow["pipeline_logging_id"], tight)
     done = api.post("/api/v1/pipelines/run/tight/shop/numbers", json={}, headers=tight).json()
     wait_status(api, done["pipeline_logging_id"], tight)
     daily = api.post("/api/v1/pipelines/run/tight/shop/numbers", json={}, headers=tight)
-    assert daily.status_code == 429 and "today" in daily.json()["message"]
+    assert daily.status_code == 429
+    assert "today" in daily.json()["message"]
 
     chatty = onboard(api, "chatty", quotas={"requests_per_minute": 3})
     answers = [api.get("/api/v1/runs", headers=chatty) for _ in range(4)]
@@ -231,7 +244,8 @@ def test_another_tenants_objects_are_not_found(api: Any) -> None:
         ("GET", "/api/v1/runs?tenant_id=acme"),
     ]:
         answer = api.request(method, path, headers=other, json={} if method == "POST" else None)
-        assert answer.status_code == 404 and answer.json()["code"] == "TENANT_NOT_FOUND", path
+        assert answer.status_code == 404, path
+        assert answer.json()["code"] == "TENANT_NOT_FOUND", path
     assert api.get("/api/v1/runs", headers=other).json()["runs"] == []
     assert api.get("/api/v1/runs", headers=acme).json()["runs"][0]["pipeline_logging_id"] == run_id
 
@@ -246,11 +260,14 @@ def test_another_tenants_objects_are_not_found(api: Any) -> None:
         ("/api/v1/tenants/acme/keys", {"expires_at": "soon"}, "body.expires_at"),
     ],
 )
-def test_malformed_bodies_are_422_with_the_field(api: Any, path: str, body: Any, field: str) -> None:
+def test_malformed_bodies_are_422_with_the_field(
+    api: Any, path: str, body: Any, field: str
+) -> None:
     acme = onboard(api, "acme")
     answer = api.post(path, json=body, headers=acme)
     assert answer.status_code == 422
-    assert answer.json()["code"] == "REQUEST_INVALID" and answer.json()["hint"]
+    assert answer.json()["code"] == "REQUEST_INVALID"
+    assert answer.json()["hint"]
     assert field in [f["path"] for f in answer.json()["fields"]]
 
 
@@ -272,8 +289,10 @@ def test_bad_requests_never_answer_500(api: Any) -> None:
     for answer in cases:
         assert 400 <= answer.status_code < 500, answer.text
         assert {"code", "message"} <= set(answer.json()), answer.text
-    assert cases[3].status_code == 404 and cases[3].json()["code"] == "PIPELINE_NOT_FOUND"
-    assert cases[4].status_code == 422 and "nope" in cases[4].json()["message"]
+    assert cases[3].status_code == 404
+    assert cases[3].json()["code"] == "PIPELINE_NOT_FOUND"
+    assert cases[4].status_code == 422
+    assert "nope" in cases[4].json()["message"]
 
 
 def test_an_uploaded_pipeline_is_validated_with_file_and_line(api: Any) -> None:
@@ -282,7 +301,9 @@ def test_an_uploaded_pipeline_is_validated_with_file_and_line(api: Any) -> None:
     answer = api.post("/api/v1/pipelines/validate", content=bad, headers=acme)
     assert answer.status_code == 422
     found = answer.json()["diagnostics"]
-    assert found and found[0]["file"] == "pipeline.yml" and found[0]["line"] == 4
+    assert found
+    assert found[0]["file"] == "pipeline.yml"
+    assert found[0]["line"] == 4
     good = (Path(__file__).parents[2] / "examples" / "quickstart" / "quickstart.yml").read_text()
     assert api.post("/api/v1/pipelines/validate", content=good, headers=acme).json() == {
         "valid": True,
@@ -291,7 +312,8 @@ def test_an_uploaded_pipeline_is_validated_with_file_and_line(api: Any) -> None:
     listed = api.get("/api/v1/pipelines", headers=acme).json()
     assert [p["path"] for p in listed] == ["shop/numbers", "shop/slow"]
     shown = api.get("/api/v1/pipelines/shop/numbers", headers=acme).json()
-    assert shown["pipeline_id"] == "acme-numbers" and shown["config"]["steps"]
+    assert shown["pipeline_id"] == "acme-numbers"
+    assert shown["config"]["steps"]
 
 
 def test_a_run_whose_worker_was_lost_is_failed_and_retried(settings: ServerSettings) -> None:

@@ -32,12 +32,12 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=256, help="Worker threads.")] = 2,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
-    configs: Annotated[
-        Path, typer.Option(help="Folder of the pipelines tenants may run.")
-    ] = Path("configs"),
-    state_dir: Annotated[
-        Path, typer.Option(help="Where the service keeps its files.")
-    ] = Path(".deltaflow"),
+    configs: Annotated[Path, typer.Option(help="Folder of the pipelines tenants may run.")] = Path(
+        "configs"
+    ),
+    state_dir: Annotated[Path, typer.Option(help="Where the service keeps its files.")] = Path(
+        ".deltaflow"
+    ),
     admin_key_file: Annotated[
         Path | None,
         typer.Option(

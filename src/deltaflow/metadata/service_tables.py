@@ -10,8 +10,8 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Boolean,
-    Float,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,

@@ -64,9 +64,7 @@ def pipeline_file(svc: Service, pipeline_path: str) -> Path:
 def list_pipelines(svc: Service, tenant_id: str) -> list[PipelineInfo]:
     """Every pipeline file under the config folder, by path."""
     root = svc.configs.resolve()
-    files = sorted(
-        p for ext in EXTENSIONS for p in root.rglob(f"*{ext}") if ".venv" not in p.parts
-    )
+    files = sorted(p for ext in EXTENSIONS for p in root.rglob(f"*{ext}") if ".venv" not in p.parts)
     return [_info(_name(root, f), f, tenant_id)[0] for f in files if f.is_file()]
 
 
@@ -96,15 +94,11 @@ def _name(root: Path, file: Path) -> str:
     return file.relative_to(root).with_suffix("").as_posix()
 
 
-def _info(
-    path: str, file: Path, tenant_id: str
-) -> tuple[PipelineInfo, dict[str, Any], list[str]]:
+def _info(path: str, file: Path, tenant_id: str) -> tuple[PipelineInfo, dict[str, Any], list[str]]:
     from deltaflow.config.loader import RunContext, load_pipeline
 
     try:
-        loaded = load_pipeline(
-            file, context=RunContext(tenant_id=tenant_id), resolve_secrets=False
-        )
+        loaded = load_pipeline(file, context=RunContext(tenant_id=tenant_id), resolve_secrets=False)
     except DeltaFlowError as exc:
         diagnostics: list[Diagnostic] = getattr(exc, "diagnostics", [])
         for diagnostic in diagnostics:  # the path under configs, not the server's folders

@@ -102,9 +102,7 @@ def _checked_pipeline(svc: Service, request: TriggerRequest) -> str:
 
     file = pipeline_file(svc, request.pipeline_path)
     context = RunContext(tenant_id=request.tenant_id, run_date=request.date)
-    loaded = load_pipeline(
-        file, cli_vars=request.variables, context=context, resolve_secrets=False
-    )
+    loaded = load_pipeline(file, cli_vars=request.variables, context=context, resolve_secrets=False)
     select_steps(loaded.pipeline.steps, list(request.steps))
     return loaded.pipeline.pipeline_id
 

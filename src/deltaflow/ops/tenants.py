@@ -144,5 +144,5 @@ def _check_references(warehouse: dict[str, Any]) -> None:
             raise ConfigError(
                 f"the warehouse connection's '{name}' is a literal secret; the service stores "
                 "only references",
-                hint=f"give it as '${{env:NAME}}' or '${{file:path}}', e.g. '${{env:{name.upper()}}}'",
+                hint=f"give it as a reference, e.g. '${{env:{name.upper()}}}' or '${{file:path}}'",
             )

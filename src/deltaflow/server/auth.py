@@ -64,9 +64,7 @@ def caller(request: Request) -> Principal:
     app = state(request)
     if app.settings.no_auth:
         return ROOT
-    principal = authenticate(
-        app.service, request.headers.get("x-api-key"), app.settings.admin_key
-    )
+    principal = authenticate(app.service, request.headers.get("x-api-key"), app.settings.admin_key)
     if principal.key_id is not None and principal.requests_per_minute is not None:
         app.limiter.hit(principal.key_id, principal.requests_per_minute)
     return principal
