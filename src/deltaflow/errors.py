@@ -24,7 +24,16 @@ The tree::
     │   ├── MetricError                 a metric failed (code: the framework's category)
     │   └── PartitionValidationError    a {partition_info} table has no usable partition
     ├── RunNotFoundError                category "run": no run has this id
-    └── StepFailedError                 category "run": a step of a pipeline failed
+    ├── StepFailedError                 category "run": a step of a pipeline failed
+    │   ├── RunCancelledError           the run was asked to stop (a batch boundary)
+    │   └── WorkerLostError             the worker holding a run stopped heartbeating
+    └── ServiceError                    category "service": the pipeline service refused
+        ├── NotFoundError               no such tenant, key, run or pipeline (for this tenant)
+        ├── AuthError                   a missing, wrong, revoked or expired API key
+        ├── ForbiddenError              the key's scopes do not allow the request
+        ├── RateLimitedError            too many requests a minute for one key
+        ├── QuotaExceededError          a tenant's concurrent runs or runs per day used up
+        └── RunConflictError            the pipeline is already queued or running
 
 ``ConfigError`` also has ``JsonValidationError`` (metric definition files).
 Every stable code is a member of ``Code``; an error's ``code`` is one of them.
@@ -41,7 +50,7 @@ import enum
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
-Category = Literal["config", "connector", "schema", "data", "load", "run", "internal"]
+Category = Literal["config", "connector", "schema", "data", "load", "run", "service", "internal"]
 
 
 class Code(enum.StrEnum):
@@ -92,9 +101,22 @@ class Code(enum.StrEnum):
     STEP_FAILED = "STEP_FAILED"
     RUN_CANCELLED = "RUN_CANCELLED"
     RUN_NOT_FOUND = "RUN_NOT_FOUND"
+    # the pipeline service
+    NOT_FOUND = "NOT_FOUND"
+    TENANT_NOT_FOUND = "TENANT_NOT_FOUND"
+    AUTH_INVALID_KEY = "AUTH_INVALID_KEY"
+    AUTH_FORBIDDEN = "AUTH_FORBIDDEN"
+    RATE_LIMITED = "RATE_LIMITED"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    RUN_CONFLICT = "RUN_CONFLICT"
+    PIPELINE_NOT_FOUND = "PIPELINE_NOT_FOUND"
+    WORKER_LOST = "WORKER_LOST"
+    KEY_NOT_FOUND = "KEY_NOT_FOUND"
+    REQUEST_INVALID = "REQUEST_INVALID"
 
 
 __all__ = [
+    "AuthError",
     "Category",
     "Code",
     "ConfigError",
@@ -106,22 +128,30 @@ __all__ = [
     "DeltaFlowError",
     "DestinationError",
     "Diagnostic",
+    "ForbiddenError",
     "JsonValidationError",
     "LoadError",
     "MetricError",
     "MissingDependencyError",
     "NoQualityStepError",
+    "NotFoundError",
     "PartitionValidationError",
     "PipelineNotFoundError",
     "QualityFailedError",
+    "QuotaExceededError",
+    "RateLimitedError",
+    "RunCancelledError",
+    "RunConflictError",
     "RunNotFoundError",
     "SchemaError",
     "SecretError",
+    "ServiceError",
     "SourceError",
     "StepFailedError",
     "UnknownConnectorError",
     "UnsupportedTypeError",
     "VariableError",
+    "WorkerLostError",
     "did_you_mean",
     "require",
 ]
@@ -357,3 +387,69 @@ class JsonValidationError(ConfigError):
             hint="fix each field named above; 'deltaflow metrics validate' lists them all",
         )
         self.problems = problems
+
+
+class RunCancelledError(StepFailedError):
+    """The run was asked to stop; it stopped at a batch boundary, its load rolled back."""
+
+    code = Code.RUN_CANCELLED
+
+
+class WorkerLostError(StepFailedError):
+    """The worker that held a run stopped heartbeating (killed, or its machine lost)."""
+
+    code = Code.WORKER_LOST
+    retryable = True
+
+
+class ServiceError(DeltaFlowError):
+    """The pipeline service refused a request."""
+
+    code = Code.REQUEST_INVALID
+    category = "service"
+
+
+class NotFoundError(ServiceError):
+    """No such tenant, key, run or pipeline, or not one the caller may see: both read the
+    same, so an answer never tells that another tenant's object exists. The code names
+    what was looked for (TENANT_NOT_FOUND, RUN_NOT_FOUND, PIPELINE_NOT_FOUND, ...)."""
+
+    code = Code.NOT_FOUND
+
+
+class AuthError(ServiceError):
+    """A missing, wrong, revoked or expired API key."""
+
+    code = Code.AUTH_INVALID_KEY
+
+
+class ForbiddenError(ServiceError):
+    """The key is valid, but its scopes do not allow the request."""
+
+    code = Code.AUTH_FORBIDDEN
+
+
+class RateLimitedError(ServiceError):
+    """More requests a minute than the key's tenant may send; retry after ``retry_after``."""
+
+    code = Code.RATE_LIMITED
+
+    def __init__(self, message: str, *, retry_after: int = 60, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class QuotaExceededError(ServiceError):
+    """A tenant's concurrent runs or runs per day are used up; the run was not queued."""
+
+    code = Code.QUOTA_EXCEEDED
+
+
+class RunConflictError(ServiceError):
+    """The pipeline is already queued or running for the tenant; ``run_id`` names that run."""
+
+    code = Code.RUN_CONFLICT
+
+    def __init__(self, message: str, *, run_id: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.run_id = run_id

@@ -78,6 +78,7 @@ def test_every_error_has_a_unique_code_a_category_and_a_retry_class() -> None:
             "data",
             "load",
             "run",
+            "service",
             "internal",
         )
         assert isinstance(cls.retryable, bool)
