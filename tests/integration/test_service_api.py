@@ -163,6 +163,43 @@ def test_a_triggered_pipeline_runs_and_reads_back_with_steps_rows_dq_and_logs(
     listed = api.get("/api/v1/runs?status=succeeded&pipeline=shop/numbers", headers=acme).json()
     assert [r["pipeline_logging_id"] for r in listed["runs"]] == [run_id]
     assert api.get("/api/v1/runs?status=failed", headers=acme).json()["runs"] == []
+    # the run is in the tenant's own metadata tables too (the default warehouse here)
+    meta = settings.state_dir / "warehouse.duckdb"
+    with duckdb.connect(str(meta), read_only=True) as con:
+        runs = con.execute(
+            "SELECT pipeline_logging_id, tenant_id, pipeline_id, status, rows_loaded "
+            "FROM acme.x_meta_pipeline_runs"
+        ).fetchall()
+        steps = con.execute(
+            "SELECT step_id, ps_type, status FROM acme.x_meta_step_logs ORDER BY step_id"
+        ).fetchall()
+        checks = con.execute("SELECT count(*) FROM acme.x_meta_dq_results").fetchone()
+    assert runs == [(run_id, "acme", "acme-numbers", "succeeded", 5000)]
+    assert steps == [("numbers", "sync", "succeeded"), ("numbers_quality", "quality", "succeeded")]
+    assert checks is not None
+    assert checks[0] == len(run["dq_results"]["numbers_quality"]["checks"])
+
+
+def test_runs_are_recorded_in_a_postgresql_tenant_warehouse(
+    api: Any, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    monkeypatch.setenv("ACME_WAREHOUSE_DSN", pg_dsn)
+    warehouse = {"type": "postgres", "dsn": "${env:ACME_WAREHOUSE_DSN}"}
+    acme = onboard(api, "acme", warehouse=warehouse, meta_schema="acme_meta")
+    run_id = api.post("/api/v1/pipelines/run/acme/shop/numbers", json={}, headers=acme).json()[
+        "pipeline_logging_id"
+    ]
+    assert wait_status(api, run_id, acme)["status"] == "succeeded"
+
+    with psycopg.connect(pg_dsn) as con:
+        runs = con.execute(
+            "SELECT pipeline_logging_id, status FROM acme_meta.x_meta_pipeline_runs"
+        ).fetchall()
+        steps = con.execute("SELECT count(*) FROM acme_meta.x_meta_step_logs").fetchone()
+    assert runs == [(run_id, "succeeded")]
+    assert steps == (2,)
 
 
 def test_an_idempotency_key_returns_the_same_run(api: Any) -> None:
@@ -338,3 +375,10 @@ def test_a_run_whose_worker_was_lost_is_failed_and_retried(settings: ServerSetti
         retry = http.get(f"/api/v1/runs/{retries[0].run_id}", headers=acme).json()
         assert (retry["status"], retry["trigger_type"], retry["attempt"]) == ("queued", "retry", 2)
         assert recover_lost_runs(state.service) == []  # recorded once
+    with duckdb.connect(str(settings.state_dir / "warehouse.duckdb"), read_only=True) as con:
+        recorded = con.execute(
+            "SELECT status, error_code FROM acme.x_meta_pipeline_runs "
+            "WHERE pipeline_logging_id = ?",
+            [run_id],
+        ).fetchall()
+    assert recorded == [("failed", "WORKER_LOST")]

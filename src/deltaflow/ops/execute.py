@@ -4,7 +4,8 @@ The run is claimed (queued -> running), its pipeline loaded in the tenant's run 
 with the request's variables, and run by the orchestration runner (``ops.run``). While it
 runs, a heartbeat renews the worker's lease and picks up a cancel request; the sync
 loop's observer stops the run at the next batch boundary when asked. The outcome, the
-steps, the rows and the error are recorded in the service store with the run's log lines.
+steps, the rows and the error are recorded in the service store with the run's log lines,
+and in the tenant's metadata tables in its warehouse (``ops.tenant_meta``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from deltaflow.errors import Code, DeltaFlowError, RunCancelledError, StepFailed
 from deltaflow.metadata.service_records import ServiceRun, ServiceStep, now
 from deltaflow.metadata.store import StepRecord
 from deltaflow.ops.service import Service
+from deltaflow.ops.tenant_meta import record_run
 
 log = logging.getLogger("deltaflow.service.run")
 
@@ -87,6 +89,7 @@ def execute_run(
     if run.status == "queued":
         svc.store.release_run(run_id, worker_id)
     else:
+        record_run(svc, run, steps)  # first: a run shown as ended is in the tenant's tables
         svc.store.finish_run(run, steps)
     return run
 

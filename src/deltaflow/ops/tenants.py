@@ -7,8 +7,6 @@ unless asked. A tenant's warehouse connection is stored as given, so its secrets
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -50,7 +48,7 @@ def onboard_tenant(
     schema = meta_schema or tenant_id
     if warehouse is not None:
         _check_references(warehouse)
-        _prepare_warehouse(svc, warehouse, schema)
+    _prepare_warehouse(svc, warehouse, schema)
     record = TenantRecord(
         tenant_id, name or tenant_id, schema, warehouse, quotas or Quotas(**vars(svc.quotas))
     )
@@ -66,27 +64,24 @@ def get_tenant(svc: Service, tenant_id: str) -> TenantRecord:
     return tenant
 
 
-def _prepare_warehouse(svc: Service, warehouse: dict[str, Any], schema: str) -> None:
-    """Create the tenant's schema (or dataset) in its warehouse, and in it the metadata
-    tables ``x_meta_pipeline_runs``, ``x_meta_step_logs`` and ``x_meta_dq_results``
-    (through ``deltaflow.metadata.warehouse_meta`` where that module is installed)."""
+def _prepare_warehouse(svc: Service, warehouse: dict[str, Any] | None, schema: str) -> None:
+    """Create the tenant's schema (or dataset) in its warehouse (the service's default
+    one when it has none), and in it the metadata tables ``x_meta_pipeline_runs``,
+    ``x_meta_step_logs`` and ``x_meta_dq_results``."""
     from deltaflow.connectors.protocol import RunResources
-    from deltaflow.connectors.registry import open_warehouse
+    from deltaflow.metadata.warehouse_meta import ensure_meta_tables
+    from deltaflow.ops.tenant_meta import tenant_warehouse
 
-    conn = _connection(svc, warehouse)
+    given = TenantRecord("", "", schema, warehouse)
+    conn = tenant_connection(svc, tenant_warehouse(svc, given))
     resources = RunResources(svc.configs, "onboarding")
     try:
-        if importlib.util.find_spec("deltaflow.metadata.warehouse_meta") is not None:
-            meta = importlib.import_module("deltaflow.metadata.warehouse_meta")
-            meta.ensure_meta_tables(conn, resources, schema)
-        else:
-            target = open_warehouse(conn, resources)
-            target.execute(f"CREATE SCHEMA IF NOT EXISTS {target.quote(schema)}")
+        ensure_meta_tables(conn, resources, schema)
     finally:
         resources.close()
 
 
-def _connection(svc: Service, warehouse: dict[str, Any]) -> ConnectionBase:
+def tenant_connection(svc: Service, warehouse: dict[str, Any]) -> ConnectionBase:
     """The warehouse's connection model, its secret references resolved."""
     from pydantic import TypeAdapter, ValidationError
 

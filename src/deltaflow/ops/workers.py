@@ -21,6 +21,7 @@ from deltaflow.errors import Code
 from deltaflow.metadata.service_records import ServiceRun, now
 from deltaflow.ops.execute import execute_run
 from deltaflow.ops.service import Service
+from deltaflow.ops.tenant_meta import record_run
 
 log = logging.getLogger("deltaflow.service.workers")
 
@@ -44,6 +45,7 @@ def recover_lost_runs(svc: Service) -> list[ServiceRun]:
         retry = _retry(run) if run.attempt < run.max_attempts else None
         if svc.store.fail_lost_run(lost, retry):
             log.warning("run %s lost its worker %s", run.run_id, run.worker_id)
+            record_run(svc, lost, [])
             if retry is not None:
                 retries.append(retry)
     return retries
