@@ -56,7 +56,7 @@ def _window_of(kind: type[exp.Expr]) -> Callable[[exp.Expr], bool]:
 #: the format elements (strftime's, as sqlglot writes BigQuery's) each engine formats
 #: and parses as BigQuery does; other elements (%Q, %u, %U, %e ...) are refused
 FORMAT_ELEMENTS = {
-    "duckdb": set("YmdbBAajFyHMSIpuwUeTDRxcz%"),
+    "duckdb": set("YmdbBAajFyHMSuwUe%"),
     "postgres": set("YmdbBAjFyMS%"),
 }
 _ELEMENT = re.compile(r"%[-_0^#]?[EO]?(.)")
@@ -239,7 +239,7 @@ REFUSED: list[Refusal] = [
         "PERCENTILE_CONT/PERCENTILE_DISC",
         PG,
         "PostgreSQL's are ordered-set aggregates, not window functions",
-        "use PERCENTILE_CONT(x) WITHIN GROUP (ORDER BY x) in a subquery",
+        "run the metric on DuckDB or BigQuery, or compute the percentile upstream",
         lambda n: _window_of(exp.PercentileCont)(n) or _window_of(exp.PercentileDisc)(n),
     ),
     # arrays
