@@ -44,3 +44,65 @@ def test_partition_info_belongs_to_the_table_its_select_reads() -> None:
 def test_partition_info_outside_a_select_with_a_table_is_refused() -> None:
     with pytest.raises(PartitionValidationError):
         partition_tables("SELECT {partition_info} AS metric_output")
+
+
+def test_bigquery_functions_are_rewritten_to_give_bigquerys_answers() -> None:
+    from deltaflow.metrics.dialect import transpile
+
+    sql = "SELECT EXTRACT(DAYOFWEEK FROM d) AS w, GREATEST(a, b) AS g FROM t"
+    assert transpile(sql, "postgres") == (
+        "SELECT CAST(EXTRACT(DOW FROM d) + 1 AS BIGINT) AS w, "
+        "CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE GREATEST(a, b) END AS g FROM t"
+    )
+    assert transpile(sql, "bigquery") == sql  # BigQuery runs its own SQL as written
+    # SQL in another dialect is sqlglot's translation only: the rules are BigQuery's
+    assert transpile("SELECT EXTRACT(DOW FROM d) FROM t", "postgres", read="duckdb") == (
+        "SELECT EXTRACT(DOW FROM d) FROM t"
+    )
+
+
+def test_only_a_subquery_in_from_gets_an_alias() -> None:
+    from deltaflow.metrics.dialect import transpile
+
+    sql = "SELECT (SELECT MAX(x) FROM t) AS m FROM (SELECT 1 AS x)"
+    assert transpile(sql, "postgres") == (
+        "SELECT (SELECT MAX(x) FROM t) AS m FROM (SELECT 1 AS x) AS _q1"
+    )
+
+
+def test_a_refused_function_names_itself_the_engine_and_what_to_use_instead() -> None:
+    from deltaflow.metrics.dialect import RefusedFunctionError, transpile
+
+    with pytest.raises(RefusedFunctionError) as caught:
+        transpile("SELECT SAFE_CAST(x AS INT64) AS v FROM t", "postgres")
+    assert caught.value.code == "SQL_EXECUTION_ERROR"
+    assert caught.value.message.startswith("SAFE_CAST is refused on PostgreSQL: ")
+    assert "; instead, " in caught.value.message
+    assert transpile("SELECT SAFE_CAST(x AS INT64) AS v FROM t", "duckdb") == (
+        "SELECT TRY_CAST(x AS BIGINT) AS v FROM t"
+    )
+
+
+def test_metrics_validate_reports_each_refusal_on_each_engine() -> None:
+    import json
+
+    from deltaflow.metrics.definitions import parse
+
+    metric = {
+        "metric_id": "m1",
+        "metric_name": "M1",
+        "metric_type": "count",
+        "sql": "SELECT APPROX_QUANTILES(x, 2)[SAFE_OFFSET(1)] AS metric_output, "
+        "SAFE_CAST(y AS INT64) AS numerator_value, 1 AS denominator_value, "
+        "'{currently}' AS business_data_date FROM t",
+        "dependency": "daily",
+        "target_table": "analytics.metrics",
+    }
+    metrics, problems = parse(json.dumps([metric]))
+    assert metrics == []
+    assert [p.message.split(":")[0] for p in problems] == [
+        "APPROX_QUANTILES is refused on DuckDB",
+        "SAFE_CAST is refused on PostgreSQL",
+        "APPROX_QUANTILES is refused on PostgreSQL",
+    ]
+    assert {p.field for p in problems} == {"sql"}

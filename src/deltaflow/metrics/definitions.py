@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deltaflow.errors import Code, ConfigError, JsonValidationError, require
+from deltaflow.metrics.dialect import ENGINES, refusals
 
 FIELDS = ("metric_id", "metric_name", "metric_type", "sql", "dependency", "target_table")
 METRIC_TYPES = ("ratio", "count", "sum", "average")
@@ -159,7 +160,8 @@ def _check(item: dict[str, Any], name: str, dialect: str) -> list[Problem]:
 
 
 def _check_sql(sql: str, name: str, dialect: str) -> list[Problem]:
-    """The SQL parses (in its dialect, placeholders filled) and names the four outputs."""
+    """The SQL parses (in its dialect, placeholders filled), names the four outputs and
+    uses no function refused on DuckDB or PostgreSQL (``deltaflow.metrics.refused``)."""
     import sqlglot
 
     from deltaflow.metrics.placeholders import fill_for_parsing
@@ -171,9 +173,12 @@ def _check_sql(sql: str, name: str, dialect: str) -> list[Problem]:
         return [Problem(name, "sql", f"does not parse: {first}")]
     names = {s.alias_or_name for s in getattr(tree, "selects", [])}
     missing = [c for c in OUTPUTS if c not in names]
+    problems = []
     if missing and "*" not in names:
-        return [Problem(name, "sql", f"must return {', '.join(missing)}")]
-    return []
+        problems.append(Problem(name, "sql", f"must return {', '.join(missing)}"))
+    for engine in ENGINES:  # one definitions file runs on every environment's warehouse
+        problems += [Problem(name, "sql", message) for message in refusals(tree, engine, dialect)]
+    return problems
 
 
 def select(metrics: list[Metric], dependencies: list[str]) -> list[Metric]:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from deltaflow.connectors.registry import open_warehouse
 from deltaflow.errors import Code, DeltaFlowError, MetricError, PartitionValidationError
 from deltaflow.metrics.definitions import Metric
+from deltaflow.metrics.dialect import transpile
 from deltaflow.metrics.placeholders import fill, partition_tables
 
 if TYPE_CHECKING:
@@ -86,16 +87,10 @@ class Run:
         return self.warehouse.query(sql, self.timeout)
 
     def transpile(self, sql: str) -> str:
-        """The metric's SQL in the warehouse's dialect; a subquery in FROM gets an alias
-        (PostgreSQL before 16 requires one, BigQuery does not)."""
-        import sqlglot
-        from sqlglot import exp
-
-        tree = sqlglot.parse_one(sql, read=self.dialect)
-        for n, subquery in enumerate(tree.find_all(exp.Subquery)):
-            if not subquery.alias:
-                subquery.set("alias", exp.TableAlias(this=exp.to_identifier(f"_q{n}")))
-        return str(tree.sql(dialect=self.target_dialect))
+        """The metric's SQL in the warehouse's dialect, giving BigQuery's answers there
+        (``deltaflow.metrics.dialect``); a function the warehouse would answer
+        differently is refused (``RefusedFunctionError``)."""
+        return transpile(sql, self.target_dialect, self.dialect)
 
 
 def run_metrics(run: Run, metrics: list[Metric]) -> list[Outcome]:
