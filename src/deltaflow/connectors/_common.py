@@ -26,6 +26,8 @@ from deltaflow.schema.mappings import quote_double
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from deltaflow.schema.evolution import Change
+
 __all__ = [
     "STATE_COLUMNS",
     "STATE_TABLE",
@@ -107,3 +109,12 @@ def scalar(cur: Any, sql: str, params: list[Any] | None = None) -> int:
     cursor whose ``execute`` returns itself (DuckDB's)."""
     row = cur.execute(sql, params).fetchone()
     return int(row[0]) if row else 0
+
+
+def alter_sql(target: str, change: Change) -> str:
+    """The standard SQL of one schema change (DuckDB and PostgreSQL): add a column, or
+    change its type."""
+    column = quote_double(change.column)
+    if change.action == "add":
+        return f"ALTER TABLE {target} ADD COLUMN {column} {change.sql_type}"
+    return f"ALTER TABLE {target} ALTER COLUMN {column} TYPE {change.sql_type}"

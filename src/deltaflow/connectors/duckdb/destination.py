@@ -19,14 +19,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from deltaflow import quarantine
-from deltaflow.connectors._common import check_merge_keys, quoted, relay_failures, scalar
+from deltaflow.connectors._common import alter_sql, check_merge_keys, quoted, relay_failures, scalar
 from deltaflow.connectors._sql.state import STATE_TABLE, StateTable
 from deltaflow.connectors.duckdb.client import qualified
 from deltaflow.connectors.duckdb.types import EVOLUTION
 from deltaflow.connectors.protocol import LoadResult, StateRecord
 from deltaflow.errors import LoadError
 from deltaflow.faults import crash_point
-from deltaflow.schema.evolution import Change, Policy, plan_changes
+from deltaflow.schema.evolution import Policy, plan_changes
 from deltaflow.schema.mappings import duckdb_type, quote_double
 from deltaflow.schema.types import TableSchema
 
@@ -101,13 +101,7 @@ class DuckDBDestination(StateTable[CursorSession]):
             cur.execute(self._create_sql(self.target, schema))
             return
         for change in plan_changes(self.name, existing, schema, self.on_schema_change, EVOLUTION):
-            cur.execute(self._alter_sql(change))
-
-    def _alter_sql(self, change: Change) -> str:
-        column = quote_double(change.column)
-        if change.action == "add":
-            return f"ALTER TABLE {self.target} ADD COLUMN {column} {change.sql_type}"
-        return f"ALTER TABLE {self.target} ALTER COLUMN {column} TYPE {change.sql_type}"
+            cur.execute(alter_sql(self.target, change))
 
     def load(
         self,

@@ -22,7 +22,7 @@ from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from deltaflow import quarantine
-from deltaflow.connectors._common import check_merge_keys, quoted, relay_failures
+from deltaflow.connectors._common import alter_sql, check_merge_keys, quoted, relay_failures
 from deltaflow.connectors._sql.state import STATE_TABLE, StateSQL, StateTable
 from deltaflow.connectors.postgres.catalog import PgColumn, describe
 from deltaflow.connectors.postgres.client import connect, fetch, lost, qualified
@@ -31,7 +31,7 @@ from deltaflow.connectors.postgres.types import evolution
 from deltaflow.connectors.protocol import LoadResult, StateRecord
 from deltaflow.errors import ConnectionLostError, LoadError, SchemaError
 from deltaflow.faults import crash_point
-from deltaflow.schema.evolution import Change, plan_changes
+from deltaflow.schema.evolution import plan_changes
 from deltaflow.schema.mappings import postgres_type, quote_double
 from deltaflow.schema.types import Column, LogicalType, TableSchema
 
@@ -143,13 +143,7 @@ class PostgresDestination(StateTable[CursorSession]):
     def _evolve(self, cur: Any, existing: dict[str, PgColumn], schema: TableSchema) -> None:
         policy = self.spec.on_schema_change
         for change in plan_changes(self.name, existing, schema, policy, evolution(self.pg_type)):
-            cur.execute(self._alter_sql(change))
-
-    def _alter_sql(self, change: Change) -> str:
-        column = quote_double(change.column)
-        if change.action == "add":
-            return f"ALTER TABLE {self.target} ADD COLUMN {column} {change.sql_type}"
-        return f"ALTER TABLE {self.target} ALTER COLUMN {column} TYPE {change.sql_type}"
+            cur.execute(alter_sql(self.target, change))
 
     def load(
         self,
