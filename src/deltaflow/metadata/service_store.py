@@ -5,6 +5,10 @@ file, WAL, a busy timeout, every transaction ``BEGIN IMMEDIATE`` so that admissi
 checks and inserts are serialised) or ``postgresql+psycopg://...`` (the same tables; the
 tenant's row is locked while a run is admitted). Every text passes secret redaction
 before it is written. Reads scoped to a tenant take its id and never return another's.
+
+A queue kept in the same database sets :attr:`ServiceStore.on_queued`: it is called
+inside every transaction that queues a run (a trigger, a retry of a lost run, a run
+handed back), so the queue's job commits, or rolls back, with the run.
 """
 
 from __future__ import annotations
@@ -46,7 +50,10 @@ from deltaflow.metadata.service_records import (
 )
 from deltaflow.metadata.service_tables import api_keys, metadata, run_logs, run_steps, runs, tenants
 
-__all__ = ["ServiceStore"]
+__all__ = ["OnQueued", "ServiceStore"]
+
+OnQueued = Callable[[Connection, str], None]
+"""Called with the open transaction and the run id when a run is queued."""
 
 #: seconds a SQLite writer waits for the lock before it fails
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -59,6 +66,8 @@ class ServiceStore:
         self.url = url
         self.engine = _engine(url)
         metadata.create_all(self.engine)
+        self.on_queued: OnQueued | None = None
+        """Writes a queue's job for a run in the transaction that queues it (or None)."""
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -148,6 +157,7 @@ class ServiceStore:
                     return ServiceRun(**same._asdict()), False
             admit(_admission(con, run.tenant_id))
             con.execute(insert(runs).values(_clean(dataclasses.asdict(run))))
+            self._queued(con, run.run_id)
         return run, True
 
     def run(self, tenant_id: str, run_id: str) -> ServiceRun | None:
@@ -245,11 +255,13 @@ class ServiceStore:
         """Hand a running run back to the queue (a worker stopping gracefully)."""
         where = and_(runs.c.run_id == run_id, runs.c.worker_id == worker_id)
         with self._begin() as con:
-            con.execute(
+            released = con.execute(
                 update(runs)
                 .where(where, runs.c.status == "running")
                 .values(status="queued", worker_id=None, started_at=None, heartbeat_at=None)
-            )
+            ).rowcount
+            if released:
+                self._queued(con, run_id)
 
     def expired_runs(self, lease: dt.timedelta) -> list[ServiceRun]:
         """Running runs whose worker has not heartbeated within ``lease``."""
@@ -269,7 +281,12 @@ class ServiceStore:
             ).rowcount
             if done and retry is not None:
                 con.execute(insert(runs).values(_clean(dataclasses.asdict(retry))))
+                self._queued(con, retry.run_id)
         return bool(done)
+
+    def _queued(self, con: Connection, run_id: str) -> None:
+        if self.on_queued is not None:
+            self.on_queued(con, run_id)
 
     # ------------------------------------------------------------------ steps and logs
 
