@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -50,10 +50,18 @@ from deltaflow.metadata.service_records import (
 )
 from deltaflow.metadata.service_tables import api_keys, metadata, run_logs, run_steps, runs, tenants
 
-__all__ = ["OnQueued", "ServiceStore"]
+__all__ = ["Beat", "OnQueued", "ServiceStore"]
 
 OnQueued = Callable[[Connection, str], None]
 """Called with the open transaction and the run id when a run is queued."""
+
+
+class Beat(NamedTuple):
+    """What a heartbeat learns: the worker still holds its run; a cancel was asked for."""
+
+    held: bool
+    cancel: bool
+
 
 #: seconds a SQLite writer waits for the lock before it fails
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -218,13 +226,16 @@ class ServiceStore:
             row = con.execute(select(runs).where(runs.c.run_id == run_id)).first()
         return ServiceRun(**row._asdict()) if taken and row is not None else None
 
-    def heartbeat(self, run_id: str, worker_id: str) -> bool:
-        """Renew the worker's lease on its run; whether a cancel was requested."""
-        where = and_(runs.c.run_id == run_id, runs.c.worker_id == worker_id)
+    def heartbeat(self, run_id: str, worker_id: str) -> Beat:
+        """Renew the worker's lease on its run: whether the worker still holds it (it was
+        not recorded lost meanwhile) and whether a cancel was requested."""
+        where = and_(
+            runs.c.run_id == run_id, runs.c.worker_id == worker_id, runs.c.status == "running"
+        )
         with self._begin() as con:
-            con.execute(update(runs).where(where).values(heartbeat_at=now()))
+            held = con.execute(update(runs).where(where).values(heartbeat_at=now())).rowcount
             wanted = con.execute(select(runs.c.cancel_requested).where(where)).scalar()
-        return bool(wanted)
+        return Beat(held=bool(held), cancel=bool(wanted))
 
     def request_cancel(self, tenant_id: str, run_id: str) -> ServiceRun | None:
         """A queued run is cancelled at once; a running one is asked to stop. None when the
@@ -242,14 +253,32 @@ class ServiceStore:
             row = con.execute(select(runs).where(where)).first()
         return ServiceRun(**row._asdict()) if row is not None else None
 
-    def finish_run(self, run: ServiceRun, steps: Sequence[ServiceStep]) -> None:
-        """Write the run's outcome and its steps (replacing what was there)."""
+    def holds(self, run_id: str, worker_id: str) -> bool:
+        """Whether the run is running on this worker (not recorded lost meanwhile)."""
+        where = and_(
+            runs.c.run_id == run_id, runs.c.worker_id == worker_id, runs.c.status == "running"
+        )
         with self._begin() as con:
-            con.execute(run_steps.delete().where(run_steps.c.run_id == run.run_id))
-            if steps:
-                con.execute(insert(run_steps), [_clean(dataclasses.asdict(s)) for s in steps])
-            values = _clean(dataclasses.asdict(run))
-            con.execute(update(runs).where(runs.c.run_id == run.run_id).values(values))
+            return con.execute(select(runs.c.run_id).where(where)).first() is not None
+
+    def finish_run(self, run: ServiceRun, steps: Sequence[ServiceStep]) -> bool:
+        """Write the run's outcome and its steps (replacing what was there) if its worker
+        still holds it; False when the run was recorded lost meanwhile (nothing written)."""
+        with self._begin() as con:
+            held = con.execute(
+                update(runs)
+                .where(
+                    runs.c.run_id == run.run_id,
+                    runs.c.worker_id == run.worker_id,
+                    runs.c.status == "running",
+                )
+                .values(_clean({**dataclasses.asdict(run), "heartbeat_at": now()}))
+            ).rowcount
+            if held:
+                con.execute(run_steps.delete().where(run_steps.c.run_id == run.run_id))
+                if steps:
+                    con.execute(insert(run_steps), [_clean(dataclasses.asdict(s)) for s in steps])
+        return bool(held)
 
     def release_run(self, run_id: str, worker_id: str) -> None:
         """Hand a running run back to the queue (a worker stopping gracefully)."""
