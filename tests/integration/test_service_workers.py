@@ -207,6 +207,7 @@ def test_two_worker_processes_share_twenty_runs_each_recorded_once(
     first = workers.start("--concurrency", "2")
     second = workers.start("--concurrency", "2")
     workers.registered(2)
+    assert api.get("/readyz").json() == {"status": "ready", "database": "ok", "workers": "ok"}
 
     triggered = [trigger(api, acme, "tiny") for _ in range(20)]
 
@@ -243,6 +244,10 @@ def test_a_run_is_queued_with_its_job_in_one_transaction_and_never_twice(
     store = app.service.store
     with pytest.raises(AlreadyEnqueued), store.engine.begin() as con:
         store.on_queued(con, run_id)
+    with store.engine.connect() as con:  # a transaction that queues a run rolls back:
+        transaction = con.begin()
+        store.on_queued(con, "rolled-back")
+        transaction.rollback()  # its job goes with it
     refused = api.post("/api/v1/pipelines/run/acme/shop/tiny", json={}, headers=acme)
     assert refused.status_code == 409  # already queued: refused, and no job written
     assert sql(pg_dsn, "SELECT count(*) FROM runs") == [(1,)]
@@ -352,3 +357,28 @@ def test_sigterm_past_the_grace_period_hands_the_run_back_to_another_worker(
     done = runs(pg_dsn, f"run_id = '{run_id}'")[0]
     assert (done["status"], done["attempt"], done["rows_loaded"]) == ("succeeded", 1, 1_500_000)
     assert done["worker_id"].startswith(workers.name(successor))
+
+
+def test_serve_on_postgresql_queues_in_the_database(root: Path, pg_dsn: str) -> None:
+    from deltaflow.cli.serve import _settings
+
+    on_postgres = _settings(pg_dsn, 2, root / "configs", root / "state", None, True, 60.0, "::1")
+    embedded = _settings(None, 2, root / "configs", root / "state", None, True, 60.0, "::1")
+
+    assert (on_postgres.queue, embedded.queue) == ("postgres", "embedded")
+
+
+def test_a_worker_needs_the_postgresql_database(root: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "deltaflow", "worker", "--database", "sqlite:///state/service.db"],
+        cwd=root,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert "not 'sqlite://...'" in done.stderr
+    assert "--database postgresql://" in done.stderr
