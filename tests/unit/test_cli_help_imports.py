@@ -35,3 +35,10 @@ def test_a_command_help_loads_no_use_case_and_no_data_plane() -> None:
     ours = HEAVY - {"pydantic"}
     assert {n for n in names if n in ours or n.split(".")[0] in ours} == set()
     assert not any(n.startswith("deltaflow.ops") for n in names)
+
+
+def test_the_service_commands_help_loads_no_queue_and_no_database() -> None:
+    for command in ("serve", "worker"):
+        names = imported_by(command, "--help")
+        heavy = {"procrastinate", "sqlalchemy", "psycopg", "fastapi", "uvicorn"}
+        assert {n for n in names if n.split(".")[0] in heavy} == set(), command

@@ -9,7 +9,17 @@ from typing import Annotated
 import typer
 
 from deltaflow import __version__
-from deltaflow.cli import metrics, quarantine, reconcile, run, runs, serve, state, validate
+from deltaflow.cli import (
+    metrics,
+    quarantine,
+    reconcile,
+    run,
+    runs,
+    serve,
+    state,
+    validate,
+    worker,
+)
 from deltaflow.cli._render import out
 
 __all__ = ["app", "main"]
@@ -27,6 +37,7 @@ app.command()(validate.validate)
 app.command()(validate.schema)
 app.command()(reconcile.reconcile)
 app.command()(serve.serve)
+app.command()(worker.worker)
 app.add_typer(runs.app, name="runs")
 app.add_typer(state.app, name="state")
 app.add_typer(quarantine.app, name="quarantine")

@@ -1,4 +1,8 @@
-"""``deltaflow serve``: the pipeline service (REST API and in-process workers) on uvicorn.
+"""``deltaflow serve``: the pipeline service (REST API and its run queue) on uvicorn.
+
+With SQLite state (the default) runs execute on worker threads in this process; with
+``--database postgresql://...`` they are queued in that database and executed by
+``deltaflow worker`` processes (``deltaflow.cli.worker``).
 
 FastAPI, uvicorn and SQLAlchemy are imported inside the command, so ``--help`` stays fast.
 """
@@ -7,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,7 +34,15 @@ def serve(
             show_default=False,
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, max=256, help="Worker threads.")] = 2,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=256,
+            help="Worker threads (SQLite state; with PostgreSQL, `deltaflow worker` processes "
+            "run the runs).",
+        ),
+    ] = 2,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     configs: Annotated[Path, typer.Option(help="Folder of the pipelines tenants may run.")] = Path(
@@ -100,7 +113,7 @@ def _settings(
             f"the pipeline folder '{configs}' does not exist",
             hint="pass --configs DIR, the folder of the pipelines tenants may run",
         )
-    return ServerSettings(
+    settings = ServerSettings(
         database=database,
         configs=configs.resolve(),
         state_dir=state_dir.resolve(),
@@ -109,6 +122,8 @@ def _settings(
         no_auth=no_auth,
         lease_s=lease,
     )
+    # PostgreSQL holds the run queue too; `deltaflow worker` processes run the runs
+    return replace(settings, queue="postgres") if settings.on_postgres() else settings
 
 
 def _admin_key(path: Path | None) -> str | None:

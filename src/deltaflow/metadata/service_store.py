@@ -5,6 +5,10 @@ file, WAL, a busy timeout, every transaction ``BEGIN IMMEDIATE`` so that admissi
 checks and inserts are serialised) or ``postgresql+psycopg://...`` (the same tables; the
 tenant's row is locked while a run is admitted). Every text passes secret redaction
 before it is written. Reads scoped to a tenant take its id and never return another's.
+
+A queue kept in the same database sets :attr:`ServiceStore.on_queued`: it is called
+inside every transaction that queues a run (a trigger, a retry of a lost run, a run
+handed back), so the queue's job commits, or rolls back, with the run.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -46,7 +50,18 @@ from deltaflow.metadata.service_records import (
 )
 from deltaflow.metadata.service_tables import api_keys, metadata, run_logs, run_steps, runs, tenants
 
-__all__ = ["ServiceStore"]
+__all__ = ["Beat", "OnQueued", "ServiceStore"]
+
+OnQueued = Callable[[Connection, str], None]
+"""Called with the open transaction and the run id when a run is queued."""
+
+
+class Beat(NamedTuple):
+    """What a heartbeat learns: the worker still holds its run; a cancel was asked for."""
+
+    held: bool
+    cancel: bool
+
 
 #: seconds a SQLite writer waits for the lock before it fails
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -59,6 +74,8 @@ class ServiceStore:
         self.url = url
         self.engine = _engine(url)
         metadata.create_all(self.engine)
+        self.on_queued: OnQueued | None = None
+        """Writes a queue's job for a run in the transaction that queues it (or None)."""
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -148,6 +165,7 @@ class ServiceStore:
                     return ServiceRun(**same._asdict()), False
             admit(_admission(con, run.tenant_id))
             con.execute(insert(runs).values(_clean(dataclasses.asdict(run))))
+            self._queued(con, run.run_id)
         return run, True
 
     def run(self, tenant_id: str, run_id: str) -> ServiceRun | None:
@@ -208,13 +226,16 @@ class ServiceStore:
             row = con.execute(select(runs).where(runs.c.run_id == run_id)).first()
         return ServiceRun(**row._asdict()) if taken and row is not None else None
 
-    def heartbeat(self, run_id: str, worker_id: str) -> bool:
-        """Renew the worker's lease on its run; whether a cancel was requested."""
-        where = and_(runs.c.run_id == run_id, runs.c.worker_id == worker_id)
+    def heartbeat(self, run_id: str, worker_id: str) -> Beat:
+        """Renew the worker's lease on its run: whether the worker still holds it (it was
+        not recorded lost meanwhile) and whether a cancel was requested."""
+        where = and_(
+            runs.c.run_id == run_id, runs.c.worker_id == worker_id, runs.c.status == "running"
+        )
         with self._begin() as con:
-            con.execute(update(runs).where(where).values(heartbeat_at=now()))
+            held = con.execute(update(runs).where(where).values(heartbeat_at=now())).rowcount
             wanted = con.execute(select(runs.c.cancel_requested).where(where)).scalar()
-        return bool(wanted)
+        return Beat(held=bool(held), cancel=bool(wanted))
 
     def request_cancel(self, tenant_id: str, run_id: str) -> ServiceRun | None:
         """A queued run is cancelled at once; a running one is asked to stop. None when the
@@ -232,24 +253,44 @@ class ServiceStore:
             row = con.execute(select(runs).where(where)).first()
         return ServiceRun(**row._asdict()) if row is not None else None
 
-    def finish_run(self, run: ServiceRun, steps: Sequence[ServiceStep]) -> None:
-        """Write the run's outcome and its steps (replacing what was there)."""
+    def holds(self, run_id: str, worker_id: str) -> bool:
+        """Whether the run is running on this worker (not recorded lost meanwhile)."""
+        where = and_(
+            runs.c.run_id == run_id, runs.c.worker_id == worker_id, runs.c.status == "running"
+        )
         with self._begin() as con:
-            con.execute(run_steps.delete().where(run_steps.c.run_id == run.run_id))
-            if steps:
-                con.execute(insert(run_steps), [_clean(dataclasses.asdict(s)) for s in steps])
-            values = _clean(dataclasses.asdict(run))
-            con.execute(update(runs).where(runs.c.run_id == run.run_id).values(values))
+            return con.execute(select(runs.c.run_id).where(where)).first() is not None
+
+    def finish_run(self, run: ServiceRun, steps: Sequence[ServiceStep]) -> bool:
+        """Write the run's outcome and its steps (replacing what was there) if its worker
+        still holds it; False when the run was recorded lost meanwhile (nothing written)."""
+        with self._begin() as con:
+            held = con.execute(
+                update(runs)
+                .where(
+                    runs.c.run_id == run.run_id,
+                    runs.c.worker_id == run.worker_id,
+                    runs.c.status == "running",
+                )
+                .values(_clean({**dataclasses.asdict(run), "heartbeat_at": now()}))
+            ).rowcount
+            if held:
+                con.execute(run_steps.delete().where(run_steps.c.run_id == run.run_id))
+                if steps:
+                    con.execute(insert(run_steps), [_clean(dataclasses.asdict(s)) for s in steps])
+        return bool(held)
 
     def release_run(self, run_id: str, worker_id: str) -> None:
         """Hand a running run back to the queue (a worker stopping gracefully)."""
         where = and_(runs.c.run_id == run_id, runs.c.worker_id == worker_id)
         with self._begin() as con:
-            con.execute(
+            released = con.execute(
                 update(runs)
                 .where(where, runs.c.status == "running")
                 .values(status="queued", worker_id=None, started_at=None, heartbeat_at=None)
-            )
+            ).rowcount
+            if released:
+                self._queued(con, run_id)
 
     def expired_runs(self, lease: dt.timedelta) -> list[ServiceRun]:
         """Running runs whose worker has not heartbeated within ``lease``."""
@@ -269,7 +310,12 @@ class ServiceStore:
             ).rowcount
             if done and retry is not None:
                 con.execute(insert(runs).values(_clean(dataclasses.asdict(retry))))
+                self._queued(con, retry.run_id)
         return bool(done)
+
+    def _queued(self, con: Connection, run_id: str) -> None:
+        if self.on_queued is not None:
+            self.on_queued(con, run_id)
 
     # ------------------------------------------------------------------ steps and logs
 

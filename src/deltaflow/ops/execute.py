@@ -38,10 +38,12 @@ class HandedBack(StepFailedError):
 
 @dataclass
 class Signals:
-    """What a running run listens to: a cancel request, a hand-back."""
+    """What a running run listens to: a cancel request, a hand-back, the loss of its
+    lease (recorded lost while it ran: it stops, its retry owns the pipeline)."""
 
     cancel: threading.Event = field(default_factory=threading.Event)
     hand_back: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
 
 
 class StopObserver:
@@ -62,6 +64,8 @@ class StopObserver:
     def _check(self) -> None:
         if self.signals.hand_back.is_set():
             raise HandedBack("the worker stopped; the run goes back to the queue")
+        if self.signals.lost.is_set():
+            raise HandedBack("the run was recorded lost (its lease ran out); its retry reruns it")
         if self.signals.cancel.is_set():
             raise RunCancelledError(
                 "the run was cancelled on request", hint="trigger the pipeline again to rerun"
@@ -88,6 +92,8 @@ def execute_run(
         log.info("run %s %s", run_id, "handed back" if run.status == "queued" else run.status)
     if run.status == "queued":
         svc.store.release_run(run_id, worker_id)
+    elif not svc.store.holds(run_id, worker_id):
+        log.warning("run %s was recorded lost while %s ran it; its retry stands", run_id, worker_id)
     else:
         record_run(svc, run, steps)  # first: a run shown as ended is in the tenant's tables
         svc.store.finish_run(run, steps)
@@ -210,8 +216,11 @@ def _heartbeat(svc: Service, run: ServiceRun, signals: Signals, flush: Flush) ->
     def beat() -> None:
         while not done.wait(svc.heartbeat_s):
             try:
-                if svc.store.heartbeat(run.run_id, worker):
+                beat = svc.store.heartbeat(run.run_id, worker)
+                if beat.cancel:
                     signals.cancel.set()
+                if not beat.held:  # recorded lost (a missed lease): the retry owns the run
+                    signals.lost.set()
                 flush()
             except Exception:  # a missed beat is retried; the lease allows several
                 logging.getLogger("deltaflow.service").warning(

@@ -6,7 +6,6 @@ lifespan (uvicorn's start-up and SIGTERM).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,13 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from deltaflow import __version__
-from deltaflow.metadata.service_store import ServiceStore
+from deltaflow.ops.queue import RunQueue
 from deltaflow.ops.service import Service
 from deltaflow.ops.workers import EmbeddedWorkers
 from deltaflow.server import handlers, routes_pipelines, routes_runs, routes_tenants
 from deltaflow.server.auth import AppState, RateLimiter, state
 from deltaflow.server.models import ErrorOut, HealthOut
-from deltaflow.server.settings import ServerSettings
+from deltaflow.server.settings import ServerSettings, open_service
 
 log = logging.getLogger("deltaflow.service")
 
@@ -44,17 +43,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     deltaflow_log = logging.getLogger("deltaflow")
     if deltaflow_log.level == logging.NOTSET:
         deltaflow_log.setLevel(logging.INFO)  # the runs' log lines are kept from INFO up
-    store = ServiceStore(settings.database_url())
-    service = Service(
-        store=store,
-        configs=settings.configs,
-        state_dir=settings.state_dir,
-        lease=dt.timedelta(seconds=settings.lease_s),
-        heartbeat_s=settings.heartbeat_s,
-        max_attempts=settings.max_attempts,
-        quotas=settings.quotas,
-    )
-    workers = EmbeddedWorkers(service, settings.workers, settings.drain_s)
+    service = open_service(settings)
+    store = service.store
+    workers = _queue(settings, service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +80,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
         responses={503: {"model": HealthOut}},
     )
     return app
+
+
+def _queue(settings: ServerSettings, service: Service) -> RunQueue:
+    """Worker threads in this process, or the queue in PostgreSQL that workers drain."""
+    if settings.queue == "embedded":
+        return EmbeddedWorkers(service, settings.workers, settings.drain_s)
+    from deltaflow.server.pg_queue import ProcrastinateQueue
+
+    return ProcrastinateQueue(service)
 
 
 def healthz() -> HealthOut:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from deltaflow.errors import ConfigError
 from deltaflow.metadata.service_records import Quotas
+
+if TYPE_CHECKING:
+    from deltaflow.ops.service import Service
+
+QueueKind = Literal["embedded", "postgres"]
 
 DEFAULT_STATE_DIR = Path(".deltaflow")
 
@@ -32,6 +39,9 @@ class ServerSettings:
     drain_s: float = 30.0
     quotas: Quotas = field(default_factory=Quotas)
     start_workers: bool = True
+    queue: QueueKind = "embedded"
+    """``embedded``: worker threads in the service's process; ``postgres``: a procrastinate
+    queue in the (PostgreSQL) state database, drained by ``deltaflow worker`` processes."""
 
     def database_url(self) -> str:
         """The database URL; a ``postgresql://`` one is given the psycopg driver."""
@@ -40,6 +50,26 @@ class ServerSettings:
             if url.startswith(plain):
                 return "postgresql+psycopg://" + url[len(plain) :]
         return url
+
+    def on_postgres(self) -> bool:
+        """Whether the state database is PostgreSQL (which can hold the run queue)."""
+        return self.database_url().startswith("postgresql+psycopg://")
+
+
+def open_service(settings: ServerSettings) -> Service:
+    """The state store at the settings' database and the service's run-time settings."""
+    from deltaflow.metadata.service_store import ServiceStore
+    from deltaflow.ops.service import Service
+
+    return Service(
+        store=ServiceStore(settings.database_url()),
+        configs=settings.configs,
+        state_dir=settings.state_dir,
+        lease=dt.timedelta(seconds=settings.lease_s),
+        heartbeat_s=settings.heartbeat_s,
+        max_attempts=settings.max_attempts,
+        quotas=settings.quotas,
+    )
 
 
 def check_bind(host: str, no_auth: bool) -> None:
