@@ -25,7 +25,7 @@ from deltaflow.server import ServerSettings, create_app
 from tests.support.service import ADMIN_KEY, client
 
 ROOT = {"X-API-Key": ADMIN_KEY}
-SHORT_LEASE_S = 3.0
+SHORT_LEASE_S = 5.0  # short enough for a test, long enough for a loaded 2-core machine
 
 #: a run that takes a moment: a thousand rows into a DuckDB file of its own
 TINY = """\
