@@ -1,18 +1,22 @@
 """The pipeline service's state: tenants, API keys, runs, their steps and log lines.
 
-One class over a SQLAlchemy engine URL: ``sqlite:///path`` (the embedded default: one
-file, WAL, a busy timeout, every transaction ``BEGIN IMMEDIATE`` so that admission
-checks and inserts are serialised) or ``postgresql+psycopg://...`` (the same tables; the
-tenant's row is locked while a run is admitted). Every text passes secret redaction
-before it is written. Reads scoped to a tenant take its id and never return another's.
+One class over a SQLAlchemy engine URL: ``sqlite:///path`` (the embedded default) or
+``postgresql+psycopg://...`` (the same tables; the tenant's row is locked while a run is
+admitted). On SQLite (one file, WAL) a transaction that writes begins ``BEGIN
+IMMEDIATE``, so that admission checks and inserts are serialised, and the service's own
+writers queue for it on a lock in the process rather than in SQLite's busy handler,
+which sleeps between tries; a read begins deferred and never waits for a writer. Every
+text passes secret redaction before it is written. Reads scoped to a tenant take its id
+and never return another's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,8 @@ __all__ = ["ServiceStore"]
 
 #: seconds a SQLite writer waits for the lock before it fails
 SQLITE_BUSY_TIMEOUT_S = 30
+#: execution option marking a read-only transaction (SQLite begins it deferred)
+_READ_ONLY = "deltaflow_read_only"
 
 
 class ServiceStore:
@@ -58,6 +64,9 @@ class ServiceStore:
     def __init__(self, url: str):
         self.url = url
         self.engine = _engine(url)
+        self._reader = self.engine.execution_options(**{_READ_ONLY: True})
+        sqlite = self.engine.dialect.name == "sqlite"
+        self._writing: AbstractContextManager[Any] = threading.Lock() if sqlite else nullcontext()
         metadata.create_all(self.engine)
 
     def close(self) -> None:
@@ -66,12 +75,19 @@ class ServiceStore:
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as con:
+        """A transaction that writes (SQLite: it holds the write lock from its start)."""
+        with self._writing, self.engine.begin() as con:
+            yield con
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A transaction that only reads (SQLite: WAL gives it a snapshot, no lock)."""
+        with self._reader.begin() as con:
             yield con
 
     def ping(self) -> None:
         """Raise unless the database answers."""
-        with self._begin() as con:
+        with self._read() as con:
             con.execute(text("SELECT 1"))
 
     # ------------------------------------------------------------------ tenants
@@ -87,7 +103,7 @@ class ServiceStore:
         return tenant, True
 
     def tenant(self, tenant_id: str) -> TenantRecord | None:
-        with self._begin() as con:
+        with self._read() as con:
             return _tenant(con, tenant_id)
 
     # ------------------------------------------------------------------ API keys
@@ -99,12 +115,12 @@ class ServiceStore:
     def keys(self, tenant_id: str) -> list[ApiKeyRecord]:
         """The tenant's keys, oldest first, revoked ones included."""
         query = select(api_keys).where(api_keys.c.tenant_id == tenant_id)
-        with self._begin() as con:
+        with self._read() as con:
             rows = con.execute(query.order_by(api_keys.c.created_at, api_keys.c.key_id))
             return [ApiKeyRecord(**row._asdict()) for row in rows]
 
     def keys_with_prefix(self, prefix: str) -> list[ApiKeyRecord]:
-        with self._begin() as con:
+        with self._read() as con:
             rows = con.execute(select(api_keys).where(api_keys.c.prefix == prefix))
             return [ApiKeyRecord(**row._asdict()) for row in rows]
 
@@ -153,13 +169,13 @@ class ServiceStore:
     def run(self, tenant_id: str, run_id: str) -> ServiceRun | None:
         """The tenant's run with this id; None for no run, or another tenant's."""
         where = and_(runs.c.tenant_id == tenant_id, runs.c.run_id == run_id)
-        with self._begin() as con:
+        with self._read() as con:
             row = con.execute(select(runs).where(where)).first()
         return ServiceRun(**row._asdict()) if row is not None else None
 
     def run_by_id(self, run_id: str) -> ServiceRun | None:
         """Any tenant's run: for the workers, never for a request."""
-        with self._begin() as con:
+        with self._read() as con:
             row = con.execute(select(runs).where(runs.c.run_id == run_id)).first()
         return ServiceRun(**row._asdict()) if row is not None else None
 
@@ -186,13 +202,13 @@ class ServiceStore:
             )
         query = query.order_by(runs.c.requested_at.desc(), runs.c.run_id.desc())
         query = query.limit(where.limit).offset(where.offset)
-        with self._begin() as con:
+        with self._read() as con:
             return [ServiceRun(**row._asdict()) for row in con.execute(query)]
 
     def queued_run_ids(self) -> list[str]:
         """Every queued run, oldest first: what a starting worker pool takes up."""
         query = select(runs.c.run_id).where(runs.c.status == "queued")
-        with self._begin() as con:
+        with self._read() as con:
             return list(con.scalars(query.order_by(runs.c.requested_at, runs.c.run_id)))
 
     def claim_run(self, run_id: str, worker_id: str) -> ServiceRun | None:
@@ -255,7 +271,7 @@ class ServiceStore:
         """Running runs whose worker has not heartbeated within ``lease``."""
         cutoff = (dt.datetime.now(dt.UTC) - lease).isoformat(timespec="milliseconds")
         query = select(runs).where(runs.c.status == "running", runs.c.heartbeat_at < cutoff)
-        with self._begin() as con:
+        with self._read() as con:
             return [ServiceRun(**row._asdict()) for row in con.execute(query)]
 
     def fail_lost_run(self, lost: ServiceRun, retry: ServiceRun | None) -> bool:
@@ -281,7 +297,7 @@ class ServiceStore:
             .where(runs.c.tenant_id == tenant_id, run_steps.c.run_id == run_id)
             .order_by(run_steps.c.position)
         )
-        with self._begin() as con:
+        with self._read() as con:
             return [ServiceStep(**row._asdict()) for row in con.execute(query)]
 
     def add_logs(self, run_id: str, lines: Sequence[tuple[str, str, str]]) -> None:
@@ -309,7 +325,7 @@ class ServiceStore:
             .order_by(run_logs.c.seq)
             .limit(limit)
         )
-        with self._begin() as con:
+        with self._read() as con:
             return [LogLine(**row._asdict()) for row in con.execute(query)]
 
 
@@ -332,13 +348,18 @@ def _engine(url: str) -> Engine:
         dbapi_con.isolation_level = None  # transactions are begun below, not by the driver
         cursor = dbapi_con.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        # a commit is not synced to disk on its own: the WAL is synced at checkpoints. A
+        # crash of the process loses nothing; an OS crash or power loss may lose the last
+        # commits (SQLite's advice for WAL; the PostgreSQL set-up is there for more).
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(con: Connection) -> None:
-        con.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = con.get_execution_options().get(_READ_ONLY, False)
+        con.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
