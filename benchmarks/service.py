@@ -243,7 +243,10 @@ async def prober(http: httpx.AsyncClient, tally: Tally, end: float, poll: float)
 
 async def load(url: str, keys: list[dict[str, str]], seconds: float, poll: float) -> Tally:
     tally = Tally()
-    limits = httpx.Limits(max_connections=len(keys) + 1, max_keepalive_connections=len(keys) + 1)
+    # idle connections are dropped before uvicorn's 5 s keep-alive ends, so that a request
+    # never goes out on a connection the server is closing
+    size = len(keys) + 1
+    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=2)
     async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as http:
         end = time.monotonic() + seconds
         tasks = [client(http, tally, n, key, end, poll) for n, key in enumerate(keys)]
