@@ -1,7 +1,9 @@
 """API keys: create (the whole key is shown once), list, revoke, and authenticate.
 
 A key reads ``df_<prefix>_<secret>``; the store keeps its first 12 characters (shown, to
-tell keys apart) and the sha256 of the whole key, compared in constant time.
+tell keys apart) and the sha256 of the whole key, compared in constant time. A key's
+last-used time is kept to the minute: it is written when a request finds it older than
+that, so requests in a burst read the key and write nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from deltaflow.metadata.service_records import SCOPES, ApiKeyRecord, Scope, now,
 from deltaflow.ops.service import Service
 
 PREFIX_LENGTH = 12
+#: a key's last-used time is rewritten when it is older than this
+TOUCH_EVERY = dt.timedelta(seconds=60)
 _INVALID = "the API key is missing, wrong, revoked or expired"
 _INVALID_HINT = "send a valid key in the X-API-Key header; an admin can create a new one"
 
@@ -113,7 +117,8 @@ def authenticate(svc: Service, key: str | None, admin_key: str | None) -> Princi
     digest = _hash(key)
     for record in svc.store.keys_with_prefix(key[:PREFIX_LENGTH]):
         if hmac.compare_digest(record.key_hash, digest) and _live(record):
-            svc.store.touch_key(record.key_id)
+            if _stale(record.last_used_at):
+                svc.store.touch_key(record.key_id)
             tenant = svc.store.tenant(record.tenant_id)
             limit = tenant.quotas.requests_per_minute if tenant is not None else None
             return Principal(record.tenant_id, tuple(record.scopes), record.key_id, limit)
@@ -124,6 +129,11 @@ def _live(record: ApiKeyRecord) -> bool:
     if record.revoked_at is not None:
         return False
     return record.expires_at is None or record.expires_at > now()
+
+
+def _stale(last_used_at: str | None) -> bool:
+    """Whether the key's last-used time is missing or older than ``TOUCH_EVERY``."""
+    return last_used_at is None or last_used_at < stamp(dt.datetime.now(dt.UTC) - TOUCH_EVERY)
 
 
 def _hash(key: str) -> str:
