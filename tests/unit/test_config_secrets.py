@@ -64,9 +64,9 @@ def test_env_reference_resolves_at_load_time(
 
 
 def test_reference_inside_a_longer_string(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DELTAFLOW_TEST_SIZE", "2")
-    loaded = load_pipeline(write(tmp_path, memory="${env:DELTAFLOW_TEST_SIZE}GB"))
-    assert loaded.pipeline.connections["warehouse"].memory_limit == "2GB"
+    monkeypatch.setenv("DELTAFLOW_TEST_SIZE", "512")
+    loaded = load_pipeline(write(tmp_path, memory="${env:DELTAFLOW_TEST_SIZE}MB"))
+    assert loaded.pipeline.connections["warehouse"].memory_limit == "512MB"
 
 
 def test_file_reference_is_relative_to_the_pipeline_folder(
@@ -153,7 +153,7 @@ def test_validate_does_not_resolve_secrets(tmp_path: Path, monkeypatch: pytest.M
 def test_validate_does_not_check_values_that_are_secret_references(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DELTAFLOW_TEST_THREADS", "8")
+    monkeypatch.setenv("DELTAFLOW_TEST_THREADS", "128")
     file = write(tmp_path)  # a number and a size, but only once the references are resolved
     text = file.read_text().replace("memory_limit: 1GB", "threads: ${env:DELTAFLOW_TEST_THREADS}")
     file.write_text(
@@ -166,9 +166,9 @@ def test_validate_does_not_check_values_that_are_secret_references(
         "connections.warehouse.threads",
         "connections.warehouse.memory_limit",
     }
-    monkeypatch.setenv("DELTAFLOW_TEST_MEMORY", "4GB")
+    monkeypatch.setenv("DELTAFLOW_TEST_MEMORY", "4GB")  # three characters: maskable
     connection = load_pipeline(file).pipeline.connections["warehouse"]
-    assert (connection.threads, connection.memory_limit) == (8, "4GB")
+    assert (connection.threads, connection.memory_limit) == (128, "4GB")
 
 
 def test_validate_does_not_read_the_secret_value(
@@ -201,8 +201,9 @@ def test_redact_masks_the_longest_value_first() -> None:
     assert redact(f"{short}-longer and {short}") == f"{MASK} and {MASK}"
 
 
-def test_values_shorter_than_three_characters_are_not_masked() -> None:
-    remember("ab")  # masking two characters would garble every message
+def test_values_shorter_than_three_characters_are_refused() -> None:
+    with pytest.raises(SecretError, match="too short to mask"):
+        remember("ab")  # masking two characters would garble every message; showing them leaks
     assert redact("ab cd") == "ab cd"
 
 
