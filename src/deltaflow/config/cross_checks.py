@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from deltaflow.config._report import Loc, Report, mapping
 from deltaflow.config._yaml import format_path
-from deltaflow.config.connections import Connection, ConnectionBase, warehouse_types
+from deltaflow.config.connections import Connection, ConnectionBase, Role, warehouse_types
 from deltaflow.config.models import DestinationSpec, IncrementalSpec
 from deltaflow.errors import did_you_mean
 
@@ -64,7 +64,7 @@ def _check_step_id(step_id: Any, index: int, seen: dict[str, int], report: Repor
 
 def _check_sync(connections: Connections, step: dict[str, Any], loc: Loc, report: Report) -> None:
     """Each source and the destination of a sync step against its connection."""
-    roles: list[tuple[str, Any, Loc]] = [
+    roles: list[tuple[Role, Any, Loc]] = [
         (role, step.get(role), (*loc, role)) for role in ("source", "destination")
     ]
     if isinstance(step.get("sources"), list):
@@ -77,7 +77,8 @@ def _check_sync(connections: Connections, step: dict[str, Any], loc: Loc, report
         if conn is None:
             continue
         if role == "source":
-            _can_be(conn, role, name, where, report)  # its options are its model's to check
+            if _can_be(conn, role, name, where, report):  # its options are its model's
+                _check_place(conn, role, raw, where, report)
             continue
         try:
             spec = DestinationSpec.model_validate(raw)
@@ -86,6 +87,7 @@ def _check_sync(connections: Connections, step: dict[str, Any], loc: Loc, report
         if not _can_be(conn, role, name, where, report):
             continue
         _check_options(spec, conn, where, report)
+        _check_place(conn, role, raw, where, report)
         _check_write_mode(spec, conn, where, report)
         _check_incremental(step, spec, conn, loc, report)
 
@@ -100,6 +102,16 @@ def _can_be(conn: ConnectionBase, role: str, name: str, where: Loc, report: Repo
         f"use a connection of another type as the {role}",
     )
     return False
+
+
+def _check_place(
+    conn: ConnectionBase, role: Role, raw: dict[str, Any], where: Loc, report: Report
+) -> None:
+    """Where the source reads or the destination writes, as its connection sees it."""
+    problem = conn.place_problem(role, raw)
+    if problem is not None:
+        key, message, fix = problem
+        report.add((*where, key), message, fix)
 
 
 def _check_options(spec: DestinationSpec, conn: ConnectionBase, where: Loc, report: Report) -> None:
