@@ -178,16 +178,32 @@ def _read_file(name: str, path: Path) -> str:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block
     except OSError as exc:
         raise _unreadable(name, exc.strerror or str(exc)) from None
-    with os.fdopen(fd, "rb") as handle:
+    try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise _unreadable(name, "not a regular file (a device, a pipe or a directory)")
-        data = handle.read(MAX_FILE_BYTES + 1)
+        data = _read_at_most(fd, MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _unreadable(name, exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_FILE_BYTES:
         raise _unreadable(name, f"larger than the limit of {MAX_FILE_BYTES:,} bytes")
     try:
         return data.decode("utf-8").strip()
     except UnicodeDecodeError as exc:
         raise _unreadable(name, f"not UTF-8 text (a byte at offset {exc.start} is not)") from None
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _unreadable(name: str, reason: str) -> SecretError:
