@@ -38,7 +38,16 @@ def format_path(path: Path) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+    return printable(out)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\x1b``, ``\\n``): a key or value
+    quoted in a message must not move the cursor, recolour the terminal or fake a line."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 #: The most a pipeline file may hold: characters, nesting of mappings and lists, aliases,
@@ -216,7 +225,8 @@ def _collect(node: yaml.Node, path: Path, doc: Document, active: set[int]) -> No
             if key in seen:
                 doc.problems.append(
                     Diagnostic(
-                        f"duplicate key '{key}' (first defined on line {seen[key]})",
+                        f"duplicate key '{printable(str(key))}' (first defined on line "
+                        f"{seen[key]})",
                         path=format_path((*path, key)),
                         file=doc.file,
                         line=line,

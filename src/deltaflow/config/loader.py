@@ -186,7 +186,8 @@ def build(
         raise ConfigValidationError(report.problems)
     if pipeline is None:  # only values that are unresolved secret references are wrong
         raise ConfigValidationError(
-            report.deferred or [Diagnostic("the pipeline is not valid", file=doc.file)]
+            report.deferred
+            or [Diagnostic("the pipeline is not valid", file=doc.file, line=doc.line_of(()) or 1)]
         )
     return LoadedPipeline(pipeline, doc.file, base_dir, values)
 
