@@ -343,3 +343,17 @@ def test_a_duckdb_schema_named_like_the_database_file_is_refused(tmp_path: Path)
         "'data/Raw.duckdb': DuckDB cannot tell the two apart"
     )
     assert d.hint == "rename the schema or the file, or write the table as 'Raw.raw.orders'"
+
+
+# --------------------------------------------------------------------------- terminals
+
+
+def test_control_characters_of_keys_and_values_are_shown_escaped(tmp_path: Path) -> None:
+    text = VALID.replace("pipeline_id: orders", 'pipeline_id: orders\n"\\e[2Jkey": 1').replace(
+        "table: raw.orders", 'table: raw.orders, write_mode: "up\\tsert\\e]0;x\\a"'
+    )
+    _, found = check(tmp_path, text)
+    shown = "\n".join(str(d) for d in found)
+    assert "unknown key '\\x1b[2Jkey'" in shown
+    assert "invalid value 'up\\tsert\\x1b]0;x\\x07'" in shown
+    assert not [c for c in shown if c < " " and c != "\n"]

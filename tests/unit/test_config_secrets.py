@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 
 from deltaflow.config import load_pipeline, validate_file
-from deltaflow.config.secrets import MASK, redact, remember, resolve
+from deltaflow.config.secrets import MASK, redact, redact_tree, remember, resolve
 from deltaflow.errors import ConfigError, ConfigValidationError, Diagnostic, SecretError
 
 PIPELINE = """\
@@ -250,3 +253,50 @@ def test_secret_used_as_a_connection_name_is_masked(
     assert d.message == f"connection '{MASK}' is not defined."
     assert value not in str(error)
     assert value not in repr(error)
+
+
+# --------------------------------------------------------------------------- every encoding
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda s: s,
+        lambda s: json.dumps(s)[1:-1],
+        lambda s: json.dumps(s, ensure_ascii=False)[1:-1],
+        lambda s: quote(s, safe=""),
+        lambda s: quote_plus(s),
+        lambda s: repr(s)[1:-1],
+        lambda s: ascii(s)[1:-1],
+        lambda s: s.replace("'", "''"),
+    ],
+    ids=["raw", "json", "json_unicode", "url", "url_plus", "repr", "ascii", "sql"],
+)
+def test_a_secret_is_masked_in_every_encoding(encode: Any) -> None:
+    value = unique("tök'3n\"/?&=+ \\")
+    remember(value)
+    text = f"before {encode(value)} after"
+    assert redact(text) == f"before {MASK} after"
+
+
+def test_a_structure_is_redacted_string_by_string_keys_too() -> None:
+    value = unique("Geheimnis-ü")
+    remember(value)
+    tree = {value: [f"x {value}", 3, {"k": (value, None)}]}
+    assert redact_tree(tree) == {MASK: [f"x {MASK}", 3, {"k": [MASK, None]}]}
+
+
+def test_a_directory_is_not_read_as_a_secret(tmp_path: Path) -> None:
+    with pytest.raises(SecretError) as info:
+        resolve("${file:.}", tmp_path)
+    assert info.value.message == (
+        "cannot read secret file '.': not a regular file (a device, a pipe or a directory)"
+    )
+
+
+def test_an_empty_secret_is_allowed_it_shows_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DELTAFLOW_TEST_EMPTY", "")
+    assert resolve("a${env:DELTAFLOW_TEST_EMPTY}b", tmp_path) == "ab"
+    assert redact("ab") == "ab"
