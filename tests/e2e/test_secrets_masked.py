@@ -1,5 +1,6 @@
-"""Secrets of every shape stay masked in every channel: `deltaflow run` (its tables, its
-errors, its logs), `runs`, `runs show`, `validate`, and the bytes of the run store.
+"""Secrets of every shape stay masked in every channel: `deltaflow run` and `deltaflow
+check` (their tables, errors and logs), `runs`, `runs show`, `validate`, and the bytes of
+the run store.
 
 A secret is planted through ``${env:...}`` in a quality check's name and in its SQL (whose
 failing rows carry it into the check's sample), then searched for as is and in every form
@@ -100,10 +101,11 @@ def test_a_planted_secret_is_masked_in_every_channel(tmp_path: Path, shape: str)
     env = {"API_TOKEN": secret, "NAMED_SECRET": QUOTED_NAME}
 
     run = deltaflow(tmp_path, "run", "masked.yml", "--verbose", env=env)
+    checked = deltaflow(tmp_path, "check", "masked.yml", "--verbose", env=env)
     listing = deltaflow(tmp_path, "runs", env=env)
     store = tmp_path / ".deltaflow" / "runs.db"
     with sqlite3.connect(store) as con:
-        [(run_id,)] = con.execute("SELECT run_id FROM runs").fetchall()
+        [(run_id,), _] = con.execute("SELECT run_id FROM runs ORDER BY started_at").fetchall()
     show = deltaflow(tmp_path, "runs", "show", run_id, env=env)
     validate = deltaflow(tmp_path, "validate", "masked.yml", env=env)
     stored = store.read_bytes()
@@ -111,11 +113,14 @@ def test_a_planted_secret_is_masked_in_every_channel(tmp_path: Path, shape: str)
     assert run.returncode == 1, run.stderr  # the critical check failed
     assert "QUALITY_CHECK_FAILED" in run.stderr
     assert show.returncode == 0, show.stderr
+    assert checked.returncode == 1, checked.stderr
     assert "***" in run.stdout  # the checks table shows the masked name and message
+    assert "***" in checked.stdout
     assert "***" in show.stdout
     outputs = {
         "run stdout": run.stdout,
         "run stderr (errors, logs)": run.stderr,
+        "check": checked.stdout + checked.stderr,
         "runs": listing.stdout + listing.stderr,
         "runs show": show.stdout + show.stderr,
         "validate": validate.stdout + validate.stderr,
