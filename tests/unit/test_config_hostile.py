@@ -357,3 +357,19 @@ def test_control_characters_of_keys_and_values_are_shown_escaped(tmp_path: Path)
     assert "unknown key '\\x1b[2Jkey'" in shown
     assert "invalid value 'up\\tsert\\x1b]0;x\\x07'" in shown
     assert not [c for c in shown if c < " " and c != "\n"]
+
+
+def test_a_quality_step_on_a_schema_named_like_the_duckdb_file_is_refused(tmp_path: Path) -> None:
+    text = VALID.replace("path: warehouse.duckdb", "path: raw.duckdb").replace(
+        "table: raw.orders}", "table: main.orders}"
+    )
+    text += "  - {step_id: dq, type: quality, connection: warehouse, table: raw.orders,\n"
+    text += "     checks: [{check: row_count, min: 1}]}\n"
+    _, found = check(tmp_path, text)
+    d = only(found)
+    assert (d.path, d.line) == ("steps[1].table", 10)
+
+
+def test_the_main_schema_of_main_duckdb_is_not_ambiguous(tmp_path: Path) -> None:
+    text = VALID.replace("path: warehouse.duckdb", "path: main.duckdb")
+    assert check(tmp_path, text.replace("table: raw.orders", "table: main.orders"))[1] == []

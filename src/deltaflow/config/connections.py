@@ -97,8 +97,8 @@ class DuckDBConnection(ConnectionBase):
             return None
         schema = table.split(".")[0].strip('"')
         catalog = "memory" if self.path == ":memory:" else PurePath(self.path).stem
-        if schema.lower() != catalog.lower():
-            return None
+        if schema.lower() != catalog.lower() or schema.lower() == "main":
+            return None  # 'main.t' in main.duckdb is the same table either way
         return (
             "table",
             f"table '{table}' is in schema '{schema}', the name DuckDB gives the database "

@@ -7,6 +7,7 @@ They run on the raw (rendered) steps, so a step with some other mistake is still
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -105,7 +106,7 @@ def _can_be(conn: ConnectionBase, role: str, name: str, where: Loc, report: Repo
 
 
 def _check_place(
-    conn: ConnectionBase, role: Role, raw: dict[str, Any], where: Loc, report: Report
+    conn: ConnectionBase, role: Role, raw: Mapping[str, Any], where: Loc, report: Report
 ) -> None:
     """Where the source reads or the destination writes, as its connection sees it."""
     problem = conn.place_problem(role, raw)
@@ -149,6 +150,8 @@ def _check_quality(
             f"{step.get('type')} steps run in a warehouse; '{name}' is {conn.kind}",
             f"point 'connection' at a {', '.join(warehouse_types())} connection",
         )
+    elif conn is not None and "table" in step:
+        _check_place(conn, "source", {"table": step["table"]}, loc, report)
 
 
 def _check_incremental(
