@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 
 from deltaflow.config import load_pipeline, validate_file
-from deltaflow.config.secrets import MASK, redact, remember, resolve
+from deltaflow.config.secrets import MASK, redact, redact_tree, remember, resolve
 from deltaflow.errors import ConfigError, ConfigValidationError, Diagnostic, SecretError
 
 PIPELINE = """\
@@ -64,9 +67,9 @@ def test_env_reference_resolves_at_load_time(
 
 
 def test_reference_inside_a_longer_string(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DELTAFLOW_TEST_SIZE", "2")
-    loaded = load_pipeline(write(tmp_path, memory="${env:DELTAFLOW_TEST_SIZE}GB"))
-    assert loaded.pipeline.connections["warehouse"].memory_limit == "2GB"
+    monkeypatch.setenv("DELTAFLOW_TEST_SIZE", "512")
+    loaded = load_pipeline(write(tmp_path, memory="${env:DELTAFLOW_TEST_SIZE}MB"))
+    assert loaded.pipeline.connections["warehouse"].memory_limit == "512MB"
 
 
 def test_file_reference_is_relative_to_the_pipeline_folder(
@@ -153,7 +156,7 @@ def test_validate_does_not_resolve_secrets(tmp_path: Path, monkeypatch: pytest.M
 def test_validate_does_not_check_values_that_are_secret_references(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DELTAFLOW_TEST_THREADS", "8")
+    monkeypatch.setenv("DELTAFLOW_TEST_THREADS", "128")
     file = write(tmp_path)  # a number and a size, but only once the references are resolved
     text = file.read_text().replace("memory_limit: 1GB", "threads: ${env:DELTAFLOW_TEST_THREADS}")
     file.write_text(
@@ -166,9 +169,9 @@ def test_validate_does_not_check_values_that_are_secret_references(
         "connections.warehouse.threads",
         "connections.warehouse.memory_limit",
     }
-    monkeypatch.setenv("DELTAFLOW_TEST_MEMORY", "4GB")
+    monkeypatch.setenv("DELTAFLOW_TEST_MEMORY", "4GB")  # three characters: maskable
     connection = load_pipeline(file).pipeline.connections["warehouse"]
-    assert (connection.threads, connection.memory_limit) == (8, "4GB")
+    assert (connection.threads, connection.memory_limit) == (128, "4GB")
 
 
 def test_validate_does_not_read_the_secret_value(
@@ -201,8 +204,9 @@ def test_redact_masks_the_longest_value_first() -> None:
     assert redact(f"{short}-longer and {short}") == f"{MASK} and {MASK}"
 
 
-def test_values_shorter_than_three_characters_are_not_masked() -> None:
-    remember("ab")  # masking two characters would garble every message
+def test_values_shorter_than_three_characters_are_refused() -> None:
+    with pytest.raises(SecretError, match="too short to mask"):
+        remember("ab")  # masking two characters would garble every message; showing them leaks
     assert redact("ab cd") == "ab cd"
 
 
@@ -249,3 +253,50 @@ def test_secret_used_as_a_connection_name_is_masked(
     assert d.message == f"connection '{MASK}' is not defined."
     assert value not in str(error)
     assert value not in repr(error)
+
+
+# --------------------------------------------------------------------------- every encoding
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda s: s,
+        lambda s: json.dumps(s)[1:-1],
+        lambda s: json.dumps(s, ensure_ascii=False)[1:-1],
+        lambda s: quote(s, safe=""),
+        lambda s: quote_plus(s),
+        lambda s: repr(s)[1:-1],
+        lambda s: ascii(s)[1:-1],
+        lambda s: s.replace("'", "''"),
+    ],
+    ids=["raw", "json", "json_unicode", "url", "url_plus", "repr", "ascii", "sql"],
+)
+def test_a_secret_is_masked_in_every_encoding(encode: Any) -> None:
+    value = unique("tök'3n\"/?&=+ \\")
+    remember(value)
+    text = f"before {encode(value)} after"
+    assert redact(text) == f"before {MASK} after"
+
+
+def test_a_structure_is_redacted_string_by_string_keys_too() -> None:
+    value = unique("Geheimnis-ü")
+    remember(value)
+    tree = {value: [f"x {value}", 3, {"k": (value, None)}]}
+    assert redact_tree(tree) == {MASK: [f"x {MASK}", 3, {"k": [MASK, None]}]}
+
+
+def test_a_directory_is_not_read_as_a_secret(tmp_path: Path) -> None:
+    with pytest.raises(SecretError) as info:
+        resolve("${file:.}", tmp_path)
+    assert info.value.message == (
+        "cannot read secret file '.': not a regular file (a device, a pipe or a directory)"
+    )
+
+
+def test_an_empty_secret_is_allowed_it_shows_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DELTAFLOW_TEST_EMPTY", "")
+    assert resolve("a${env:DELTAFLOW_TEST_EMPTY}b", tmp_path) == "ab"
+    assert redact("ab") == "ab"

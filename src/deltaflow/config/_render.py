@@ -28,11 +28,10 @@ def render(
     def on_error(loc: Loc, exc: VariableError) -> None:
         report.add(loc, exc.message, exc.hint, flag=True)
 
+    budget = variables.Budget()
     pipeline_id = _pipeline_id(data, base, cli, on_error)
-    pipeline_vars = {
-        **variables.layer(base, mapping(data.get("variables")), on_error, ("variables",)),
-        **cli,
-    }
+    own = mapping(data.get("variables"))
+    pipeline_vars = {**variables.layer(base, own, on_error, ("variables",), budget), **cli}
     if pipeline_id is not None:
         pipeline_vars["pipeline_id"] = pipeline_id  # always the id of the pipeline itself
     out: dict[str, Any] = {}
@@ -41,12 +40,13 @@ def render(
             out[key] = pipeline_id
         elif key == "steps" and isinstance(value, list):
             out[key] = [
-                _render_step(s, i, pipeline_vars, cli, on_error) for i, s in enumerate(value)
+                _render_step(s, i, pipeline_vars, cli, on_error, budget)
+                for i, s in enumerate(value)
             ]
         elif key == "variables":
             out[key] = value
         else:
-            out[key] = variables.render_tree(value, pipeline_vars, on_error, (key,))
+            out[key] = variables.render_tree(value, pipeline_vars, on_error, (key,), budget)
     return out, pipeline_vars
 
 
@@ -66,27 +66,32 @@ def _pipeline_id(
     if not isinstance(raw_id, str):
         return None
     own = mapping(data.get("variables"))
-    draft = {**variables.layer(base, own, ignore, ("variables",)), **cli}
+    draft = {**variables.layer(base, own, ignore, ("variables",), variables.Budget()), **cli}
     pipeline_id: str = variables.render_tree(raw_id, draft, on_error, ("pipeline_id",))
     base["pipeline_id"] = pipeline_id
     return pipeline_id
 
 
 def _render_step(
-    step: Any, index: int, pipeline_vars: dict[str, Any], cli: dict[str, str], on_error: _OnError
+    step: Any,
+    index: int,
+    pipeline_vars: dict[str, Any],
+    cli: dict[str, str],
+    on_error: _OnError,
+    budget: variables.Budget,
 ) -> Any:
     """One step rendered with its own variables layered over the pipeline's."""
     if not isinstance(step, dict):
         return step
     own = mapping(step.get("variables"))
     step_vars = {
-        **variables.layer(pipeline_vars, own, on_error, ("steps", index, "variables")),
+        **variables.layer(pipeline_vars, own, on_error, ("steps", index, "variables"), budget),
         **cli,
     }
     return {
         key: value
         if key == "variables"
-        else variables.render_tree(value, step_vars, on_error, ("steps", index, key))
+        else variables.render_tree(value, step_vars, on_error, ("steps", index, key), budget)
         for key, value in step.items()
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from deltaflow.config import secrets
-from deltaflow.config._yaml import Document, format_path
+from deltaflow.config._yaml import Document, format_path, printable
 from deltaflow.errors import Diagnostic
 
 Loc = tuple[str | int, ...]
@@ -43,11 +43,11 @@ class Report:
         found = self.deferred if loc in self.unresolved else self.problems
         found.append(
             Diagnostic(
-                secrets.redact(message),  # a value may be a resolved secret
+                printable(secrets.redact(message)),  # a value may be a resolved secret
                 path=format_path(loc),
                 file=self.doc.file,
                 line=line or self.doc.line_of(loc),
-                hint=secrets.redact(hint) if hint else hint,
+                hint=printable(secrets.redact(hint)) if hint else hint,
             )
         )
 

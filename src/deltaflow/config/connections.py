@@ -8,10 +8,13 @@ supports. The code that talks to the system lives in
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from deltaflow.config._base import Model
 from deltaflow.config.sources import (
@@ -26,6 +29,7 @@ from deltaflow.config.sources import (
 )
 
 WriteMode = Literal["append", "replace", "merge"]
+Role = Literal["source", "destination"]
 
 
 class ConnectionBase(Model):
@@ -47,6 +51,25 @@ class ConnectionBase(Model):
         """The connection's ``type``."""
         return str(getattr(self, "type", ""))
 
+    def place_problem(self, role: Role, options: Mapping[str, Any]) -> Problem | None:
+        """A problem with where a source on this connection reads or a destination writes
+        (``options`` holds its raw keys), found before anything runs; None when it is fine."""
+        return None
+
+
+Problem = tuple[str, str, str]
+"""A problem with one option: (its key, the message, the fix)."""
+
+#: file extensions and the format each means, when 'format' is not given
+FILE_EXTENSIONS: dict[str, FileFormat] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
 
 class DuckDBConnection(ConnectionBase):
     """An embedded DuckDB database file: the default warehouse."""
@@ -66,6 +89,23 @@ class DuckDBConnection(ConnectionBase):
     threads: int | None = Field(default=None, ge=1, le=256)
     """Threads DuckDB may use (default: all cores)."""
 
+    def place_problem(self, role: Role, options: Mapping[str, Any]) -> Problem | None:
+        """A table in a schema named like the database file: DuckDB names the file's
+        catalog by its stem, and cannot tell ``raw.orders`` in ``raw.duckdb`` apart."""
+        table = options.get("table")
+        if not isinstance(table, str) or table.count(".") != 1:
+            return None
+        schema = table.split(".")[0].strip('"')
+        catalog = "memory" if self.path == ":memory:" else PurePath(self.path).stem
+        if schema.lower() != catalog.lower() or schema.lower() == "main":
+            return None  # 'main.t' in main.duckdb is the same table either way
+        return (
+            "table",
+            f"table '{table}' is in schema '{schema}', the name DuckDB gives the database "
+            f"file '{self.path}': DuckDB cannot tell the two apart",
+            f"rename the schema or the file, or write the table as '{catalog}.{table}'",
+        )
+
 
 class FilesConnection(ConnectionBase):
     """Parquet, CSV and JSON Lines files on the local file system."""
@@ -78,6 +118,22 @@ class FilesConnection(ConnectionBase):
     type: Literal["files"]
     base_path: str = "."
     """Directory that relative paths resolve against (itself relative to the pipeline file)."""
+
+    def place_problem(self, role: Role, options: Mapping[str, Any]) -> Problem | None:
+        """A path whose extension does not name a format, without 'format'. A destination
+        path without an extension is a directory of Parquet files."""
+        path = options.get("path")
+        if not isinstance(path, str) or options.get("format") is not None:
+            return None
+        suffix = PurePath(path.rstrip("*")).suffix.lower()
+        if suffix in FILE_EXTENSIONS or (role == "destination" and not suffix):
+            return None
+        return (
+            "path",
+            f"cannot tell the format of '{path}' from its extension",
+            f"add 'format:' with one of: parquet, csv, jsonl "
+            f"(known extensions: {', '.join(FILE_EXTENSIONS)})",
+        )
 
 
 class PostgresConnection(ConnectionBase):
@@ -115,24 +171,79 @@ class PostgresConnection(ConnectionBase):
     """Seconds to wait for a connection."""
 
     def uri(self) -> str:
-        """The libpq URI with every setting; it holds the password: never log it."""
-        if self.dsn is not None:
-            base = self.dsn.get_secret_value()
-        else:
-            auth = quote(self.user or "", safe="")
-            if self.password is not None:
-                auth += ":" + quote(self.password.get_secret_value(), safe="")
-            at = f"{auth}@" if auth else ""
-            base = f"postgresql://{at}{self.host}:{self.port}/{quote(self.database, safe='')}"
+        """The libpq connection string with every setting, in the form ``dsn`` is written
+        in (a URI, or ``key=value`` words); it holds the password: never log it."""
         params = {
             "sslmode": self.sslmode,
             "application_name": self.application_name,
             "connect_timeout": str(self.connect_timeout),
         }
+        if self.dsn is None:
+            auth = quote(self.user or "", safe="")
+            if self.password is not None:
+                auth += ":" + quote(self.password.get_secret_value(), safe="")
+            at = f"{auth}@" if auth else ""
+            base = f"postgresql://{at}{self.host}:{self.port}/{quote(self.database, safe='')}"
+        else:
+            base = self.dsn.get_secret_value().strip()
+        if not _is_uri(base):
+            words = _keywords(base)
+            extra = " ".join(f"{k}={_word(v)}" for k, v in params.items() if k not in words)
+            return f"{base} {extra}".strip()
         sep = "&" if "?" in base else "?"
         present = {kv.split("=")[0] for kv in base.partition("?")[2].split("&") if kv}
         extra = "&".join(f"{k}={quote(v)}" for k, v in params.items() if k not in present)
         return f"{base}{sep}{extra}" if extra else base
+
+    def address(self) -> str:
+        """The server the connection points at, ``host:port``, for messages."""
+        if self.dsn is None:
+            return f"{self.host}:{self.port}"
+        dsn = self.dsn.get_secret_value().strip()
+        if _is_uri(dsn):
+            where = urlsplit(dsn).netloc.rpartition("@")[2] or "localhost"
+            return where if ":" in where or "," in where else f"{where}:5432"
+        words = _keywords(dsn)
+        host = words.get("host") or words.get("hostaddr") or "localhost"
+        return f"{host}:{words.get('port') or 5432}"
+
+    def secret_password(self) -> str | None:
+        """The password, decoded, wherever it is written (``password``, or in ``dsn``)."""
+        if self.dsn is None:
+            return self.password.get_secret_value() if self.password else None
+        dsn = self.dsn.get_secret_value().strip()
+        if _is_uri(dsn):
+            password = urlsplit(dsn).password
+            return unquote(password) if password else None
+        return _keywords(dsn).get("password")
+
+
+#: one ``key = value`` word of a libpq connection string: a value is 'quoted' or bare,
+#: with backslash escapes in both
+_WORD = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|(?:[^\s'\\]|\\.)*)")
+
+
+def _is_uri(dsn: str) -> bool:
+    return dsn.startswith(("postgresql://", "postgres://"))
+
+
+def _keywords(dsn: str) -> dict[str, str]:
+    """The settings of a ``key=value`` connection string (what cannot be read is left out:
+    libpq reports it when connecting)."""
+    out: dict[str, str] = {}
+    for match in _WORD.finditer(dsn):
+        value = match.group(2)
+        if value.startswith("'"):
+            value = value[1:-1]
+        out[match.group(1)] = re.sub(r"\\(.)", r"\1", value)
+    return out
+
+
+def _word(value: str) -> str:
+    """A value of a ``key=value`` connection string, quoted when it must be."""
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class BigQueryConnection(ConnectionBase):
@@ -166,6 +277,26 @@ class BigQueryConnection(ConnectionBase):
     """Storage Read API (gRPC) 'host:port' of an emulator, reached without TLS."""
     timeout: float = Field(default=120.0, gt=0, le=3600)
     """Seconds each API call and job may take."""
+
+    @field_validator("api_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/:]+(:\d{1,5})?(/\S*)?", value):
+            raise ValueError(
+                f"api_endpoint must be an http:// or https:// URL, "
+                f"e.g. 'http://{value.split('://')[-1].strip('/') or '127.0.0.1:9050'}'"
+            )
+        return value
+
+    @field_validator("storage_endpoint")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^\s/:]+:\d{1,5}", value):
+            raise ValueError(
+                "storage_endpoint must be 'host:port', without a scheme or a path, "
+                "e.g. '127.0.0.1:9060'"
+            )
+        return value
 
 
 class MongoDBConnection(ConnectionBase):

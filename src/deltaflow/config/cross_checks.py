@@ -7,13 +7,14 @@ They run on the raw (rendered) steps, so a step with some other mistake is still
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from deltaflow.config._report import Loc, Report, mapping
 from deltaflow.config._yaml import format_path
-from deltaflow.config.connections import Connection, ConnectionBase, warehouse_types
+from deltaflow.config.connections import Connection, ConnectionBase, Role, warehouse_types
 from deltaflow.config.models import DestinationSpec, IncrementalSpec
 from deltaflow.errors import did_you_mean
 
@@ -64,7 +65,7 @@ def _check_step_id(step_id: Any, index: int, seen: dict[str, int], report: Repor
 
 def _check_sync(connections: Connections, step: dict[str, Any], loc: Loc, report: Report) -> None:
     """Each source and the destination of a sync step against its connection."""
-    roles: list[tuple[str, Any, Loc]] = [
+    roles: list[tuple[Role, Any, Loc]] = [
         (role, step.get(role), (*loc, role)) for role in ("source", "destination")
     ]
     if isinstance(step.get("sources"), list):
@@ -77,7 +78,8 @@ def _check_sync(connections: Connections, step: dict[str, Any], loc: Loc, report
         if conn is None:
             continue
         if role == "source":
-            _can_be(conn, role, name, where, report)  # its options are its model's to check
+            if _can_be(conn, role, name, where, report):  # its options are its model's
+                _check_place(conn, role, raw, where, report)
             continue
         try:
             spec = DestinationSpec.model_validate(raw)
@@ -86,6 +88,7 @@ def _check_sync(connections: Connections, step: dict[str, Any], loc: Loc, report
         if not _can_be(conn, role, name, where, report):
             continue
         _check_options(spec, conn, where, report)
+        _check_place(conn, role, raw, where, report)
         _check_write_mode(spec, conn, where, report)
         _check_incremental(step, spec, conn, loc, report)
 
@@ -100,6 +103,16 @@ def _can_be(conn: ConnectionBase, role: str, name: str, where: Loc, report: Repo
         f"use a connection of another type as the {role}",
     )
     return False
+
+
+def _check_place(
+    conn: ConnectionBase, role: Role, raw: Mapping[str, Any], where: Loc, report: Report
+) -> None:
+    """Where the source reads or the destination writes, as its connection sees it."""
+    problem = conn.place_problem(role, raw)
+    if problem is not None:
+        key, message, fix = problem
+        report.add((*where, key), message, fix)
 
 
 def _check_options(spec: DestinationSpec, conn: ConnectionBase, where: Loc, report: Report) -> None:
@@ -137,6 +150,8 @@ def _check_quality(
             f"{step.get('type')} steps run in a warehouse; '{name}' is {conn.kind}",
             f"point 'connection' at a {', '.join(warehouse_types())} connection",
         )
+    elif conn is not None and "table" in step:
+        _check_place(conn, "source", {"table": step["table"]}, loc, report)
 
 
 def _check_incremental(

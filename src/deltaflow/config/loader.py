@@ -18,7 +18,7 @@ from typing import Any
 from deltaflow.config import secrets
 from deltaflow.config._render import check_secrets, mark_references, render
 from deltaflow.config._report import Report
-from deltaflow.config._yaml import Document, parse
+from deltaflow.config._yaml import MAX_CHARS, Document, parse
 from deltaflow.config.cross_checks import connections, cross_check
 from deltaflow.config.diagnostics import check_types, validate
 from deltaflow.config.models import Pipeline
@@ -107,21 +107,33 @@ def _kept(path: Path) -> bool:
 
 
 def _read(path: Path) -> str:
-    """The text of a pipeline file; a file that cannot be read is one diagnostic."""
+    """The text of a pipeline file; a file that cannot be read is one diagnostic, at the
+    line of the first byte that is not UTF-8 when that is why."""
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = (
-            (exc.strerror or str(exc))
-            if isinstance(exc, OSError)
-            else f"not UTF-8 text ({exc.reason})"
-        )
-        diagnostic = Diagnostic(
-            f"cannot read file: {reason}",
-            file=str(path),
-            hint="pass an existing, readable pipeline file saved as UTF-8",
-        )
-        raise ConfigValidationError([diagnostic]) from None
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CHARS * 4 + 1)  # at most 4 bytes a character
+    except OSError as exc:
+        raise _unreadable(path, exc.strerror or str(exc), None) from None
+    if len(raw) > MAX_CHARS * 4:  # so surely more than MAX_CHARS characters
+        line = raw.count(b"\n", 0, MAX_CHARS) + 1
+        raise _unreadable(path, f"longer than the limit of {MAX_CHARS:,} characters", line)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - raw.rfind(b"\n", 0, exc.start)
+        reason = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {column})"
+        raise _unreadable(path, reason, line) from None
+
+
+def _unreadable(path: Path, reason: str, line: int | None) -> ConfigValidationError:
+    diagnostic = Diagnostic(
+        f"cannot read file: {reason}",
+        file=str(path),
+        line=line,
+        hint="pass an existing, readable pipeline file saved as UTF-8",
+    )
+    return ConfigValidationError([diagnostic])
 
 
 def load_pipeline(
@@ -174,7 +186,8 @@ def build(
         raise ConfigValidationError(report.problems)
     if pipeline is None:  # only values that are unresolved secret references are wrong
         raise ConfigValidationError(
-            report.deferred or [Diagnostic("the pipeline is not valid", file=doc.file)]
+            report.deferred
+            or [Diagnostic("the pipeline is not valid", file=doc.file, line=doc.line_of(()) or 1)]
         )
     return LoadedPipeline(pipeline, doc.file, base_dir, values)
 

@@ -1,7 +1,9 @@
 """Run metadata in an embedded SQLite file (default ``.deltaflow/runs.db``).
 
-Every text field passes through secret redaction before it is written, so no resolved
-secret value is ever stored.
+Every text field, and every string inside a step's details, passes through secret
+redaction before it is encoded and written, so no resolved secret value is ever stored
+(not even JSON-escaped). A saved record keeps the redacted values, so what a caller shows
+of it afterwards is what was stored.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from deltaflow.config.secrets import redact
+from deltaflow.config.secrets import redact, redact_tree
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -98,12 +100,15 @@ class RunStore:
             con.close()
 
     def save_run(self, run: RunRecord) -> None:
-        self._upsert("runs", _clean(asdict(run)))
+        _redact_fields(run)
+        self._upsert("runs", asdict(run))
 
     def save_step(self, step: StepRecord) -> None:
+        _redact_fields(step)
+        step.details = redact_tree(_as_details(step.details))
         row = asdict(step)
-        row["details"] = json.dumps(row["details"], default=str)
-        self._upsert("step_runs", _clean(row))
+        row["details"] = redact(json.dumps(step.details, default=_text, ensure_ascii=False))
+        self._upsert("step_runs", row)
 
     def _upsert(self, table: str, row: dict[str, Any]) -> None:
         names = ", ".join(row)
@@ -137,7 +142,8 @@ class RunStore:
             ).fetchall()
         records = [StepRecord(*row) for row in rows]
         for record in records:
-            record.details = json.loads(record.details) if record.details else {}  # type: ignore[arg-type]
+            stored: Any = record.details
+            record.details = _as_details(json.loads(stored) if stored else {})
         return records
 
 
@@ -145,5 +151,20 @@ def _columns(record: type) -> str:
     return ", ".join(f.name for f in fields(record))
 
 
-def _clean(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: redact(v) if isinstance(v, str) else v for k, v in row.items()}
+def _redact_fields(record: RunRecord | StepRecord) -> None:
+    """Mask secrets in the record's text fields, in place."""
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, str):
+            setattr(record, f.name, redact(value))
+
+
+def _as_details(value: Any) -> dict[str, Any]:
+    """Step details as a mapping: anything else (a driver's own ``details`` list, say)
+    is kept under ``details`` rather than breaking every reader of the run."""
+    return value if isinstance(value, dict) else {"details": value}
+
+
+def _text(value: Any) -> str:
+    """A value JSON cannot encode, as redacted text (it may print a secret)."""
+    return redact(str(value))

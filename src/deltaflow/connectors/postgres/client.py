@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from deltaflow.config.secrets import remember
 from deltaflow.connectors.protocol import split_table
@@ -30,11 +29,10 @@ LOST_WORDS = (
 
 def secret_uri(conn: PostgresConnection) -> str:
     """The connection's libpq URI, its password remembered as secret (see redact)."""
-    uri = conn.uri()
-    password = urlsplit(uri).password
+    password = conn.secret_password()
     if password:
         remember(password)
-    return uri
+    return conn.uri()
 
 
 def connect(conn: PostgresConnection) -> Any:
@@ -46,7 +44,7 @@ def connect(conn: PostgresConnection) -> Any:
         return dbapi.connect(uri)
     except Exception as exc:
         raise ConnectionFailedError(
-            f"cannot connect to PostgreSQL at {conn.host}:{conn.port}: {exc}",
+            f"cannot connect to PostgreSQL at {conn.address()}: {exc}",
             hint="check host, port, database, user and password, and that the server runs",
         ) from exc
 
