@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -113,6 +114,7 @@ tenant_plans = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=5,
     derandomize=True,
