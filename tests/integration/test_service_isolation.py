@@ -118,6 +118,7 @@ tenant_plans = st.lists(
 @settings(
     max_examples=5,
     derandomize=True,
+    database=None,
     deadline=None,
     phases=[Phase.explicit, Phase.generate],  # no shrinking: a found case is printed as is
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
