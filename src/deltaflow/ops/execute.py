@@ -110,7 +110,7 @@ def _run(svc: Service, run: ServiceRun, signals: Signals) -> list[ServiceStep]:
     asked = run.request
     date = dt.date.fromisoformat(asked["date"]) if asked.get("date") else None
     variables = {str(k): str(v) for k, v in (asked.get("variables") or {}).items()}
-    file = pipeline_file(svc, run.pipeline_path)
+    file = pipeline_file(svc, run.tenant_id, run.pipeline_path)
     request = RunRequest(
         pipeline=str(file),
         variables=variables,

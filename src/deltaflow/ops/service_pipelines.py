@@ -2,7 +2,11 @@
 
 A pipeline is named by its path under that folder without the extension
 (``gcp/cost/cost_billing`` is ``<configs>/gcp/cost/cost_billing.yml``); a name that
-would leave the folder is refused.
+would leave the folder is refused. A top-level folder named after an onboarded tenant
+holds that tenant's own pipelines: the tenant names them without the folder
+(``<configs>/acme/gcp/cost/cost_billing.yml`` is acme's ``gcp/cost/cost_billing``, and
+wins over a shared file of the same name), and no other tenant can list, show or run
+them: to another tenant they read exactly like pipelines that do not exist.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ class PipelineDetail:
     problems: list[str]
 
 
-def pipeline_file(svc: Service, pipeline_path: str) -> Path:
-    """The file of ``pipeline_path`` under the config folder; NotFoundError otherwise."""
+def pipeline_file(svc: Service, tenant_id: str, pipeline_path: str) -> Path:
+    """The file of the tenant's ``pipeline_path``: its own under ``<configs>/<tenant_id>``,
+    else a shared one outside every tenant's folder; NotFoundError otherwise."""
     missing = NotFoundError(
         f"no pipeline '{pipeline_path}'",
         hint="GET /api/v1/pipelines lists the pipelines you may run",
@@ -54,23 +59,33 @@ def pipeline_file(svc: Service, pipeline_path: str) -> Path:
     ):
         raise missing
     root = svc.configs.resolve()
-    for ext in EXTENSIONS:
-        candidate = (root / f"{pipeline_path}{ext}").resolve()
-        if candidate.is_relative_to(root) and candidate.is_file():
-            return candidate
+    tenants = _tenant_folders(svc, root)
+    if pipeline_path.split("/")[0] in tenants:
+        raise missing
+    folders = [root / tenant_id, root] if tenant_id in tenants else [root]
+    for folder in folders:
+        for ext in EXTENSIONS:
+            candidate = (folder / f"{pipeline_path}{ext}").resolve()
+            if candidate.is_relative_to(folder) and candidate.is_file():
+                return candidate
     raise missing
 
 
 def list_pipelines(svc: Service, tenant_id: str) -> list[PipelineInfo]:
-    """Every pipeline file under the config folder, by path."""
+    """The tenant's own pipelines and the shared ones, by the path it runs them by."""
     root = svc.configs.resolve()
-    files = sorted(p for ext in EXTENSIONS for p in root.rglob(f"*{ext}") if ".venv" not in p.parts)
-    return [_info(_name(root, f), f, tenant_id)[0] for f in files if f.is_file()]
+    tenants = _tenant_folders(svc, root)
+    shared = (f for f in _files(root) if f.relative_to(root).parts[0] not in tenants)
+    found = {_name(root, f): f for f in shared}
+    if tenant_id in tenants:
+        found.update({_name(root / tenant_id, f): f for f in _files(root / tenant_id)})
+    return [_info(name, found[name], tenant_id)[0] for name in sorted(found)]
 
 
 def show_pipeline(svc: Service, tenant_id: str, pipeline_path: str) -> PipelineDetail:
     """One pipeline rendered for the tenant, secrets masked (references stay unresolved)."""
-    info, config, problems = _info(pipeline_path, pipeline_file(svc, pipeline_path), tenant_id)
+    file = pipeline_file(svc, tenant_id, pipeline_path)
+    info, config, problems = _info(pipeline_path, file, tenant_id)
     return PipelineDetail(info, config, problems)
 
 
@@ -88,6 +103,19 @@ def validate_text(text: str, name: str = "pipeline.yml") -> list[Diagnostic]:
         if diagnostic.file == str(path):
             diagnostic.file = safe
     return found
+
+
+def _files(folder: Path) -> list[Path]:
+    found = (p for ext in EXTENSIONS for p in folder.rglob(f"*{ext}"))
+    return [p for p in found if p.is_file() and ".venv" not in p.parts]
+
+
+def _tenant_folders(svc: Service, root: Path) -> set[str]:
+    """The top-level folders named after an onboarded tenant."""
+    if not root.is_dir():
+        return set()
+    folders = (p.name for p in root.iterdir() if p.is_dir())
+    return {name for name in folders if svc.store.tenant(name) is not None}
 
 
 def _name(root: Path, file: Path) -> str:

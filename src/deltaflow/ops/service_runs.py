@@ -100,7 +100,7 @@ def _checked_pipeline(svc: Service, request: TriggerRequest) -> str:
     from deltaflow.config.loader import RunContext, load_pipeline
     from deltaflow.config.models import select_steps
 
-    file = pipeline_file(svc, request.pipeline_path)
+    file = pipeline_file(svc, request.tenant_id, request.pipeline_path)
     context = RunContext(tenant_id=request.tenant_id, run_date=request.date)
     loaded = load_pipeline(file, cli_vars=request.variables, context=context, resolve_secrets=False)
     select_steps(loaded.pipeline.steps, list(request.steps))

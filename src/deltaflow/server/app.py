@@ -20,22 +20,10 @@ from deltaflow.ops.service import Service
 from deltaflow.ops.workers import EmbeddedWorkers
 from deltaflow.server import handlers, routes_pipelines, routes_runs, routes_tenants
 from deltaflow.server.auth import AppState, RateLimiter, state
-from deltaflow.server.models import ErrorOut, HealthOut
+from deltaflow.server.models import HealthOut
 from deltaflow.server.settings import ServerSettings, open_service
 
 log = logging.getLogger("deltaflow.service")
-
-_ERRORS = {
-    status: {"model": ErrorOut, "description": text}
-    for status, text in (
-        (401, "missing, wrong, revoked or expired API key"),
-        (403, "the key's scopes do not allow this"),
-        (404, "no such object (or not the caller's)"),
-        (409, "the pipeline is already queued or running"),
-        (422, "the request or the pipeline is not valid"),
-        (429, "too many requests, or a quota used up"),
-    )
-}
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
@@ -66,7 +54,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.deltaflow = AppState(settings, service, workers, RateLimiter())
     handlers.install(app)
-    api = APIRouter(prefix="/api/v1", responses=_ERRORS)  # type: ignore[arg-type]
+    api = APIRouter(prefix="/api/v1")
     api.include_router(routes_tenants.router)
     api.include_router(routes_runs.router)
     api.include_router(routes_pipelines.router)

@@ -43,6 +43,27 @@ BY_CATEGORY = {"config": 422, "service": 422, "connector": 502}
 
 _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
+_MEANING = {
+    401: "missing, wrong, revoked or expired API key",
+    403: "the key's scopes do not allow this",
+    404: "no such object (or not the caller's)",
+    409: "the pipeline is already queued or running",
+    422: "the request or the pipeline is not valid",
+    429: "too many requests, or a quota used up",
+}
+_RETRY_AFTER = {"description": "seconds to wait (rate limit)", "schema": {"type": "integer"}}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI error answers of a route that takes a key (401, 403, 429), and
+    ``statuses``: each with the error model."""
+    answers: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorOut, "description": _MEANING[status]}
+        for status in sorted({401, 403, 429, *statuses})
+    }
+    answers[429]["headers"] = {"Retry-After": _RETRY_AFTER}
+    return answers
+
 
 def diagnostics(found: list[Diagnostic]) -> list[DiagnosticOut]:
     return [
@@ -105,6 +126,15 @@ def _field(error: Any) -> FieldErrorOut:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:  # a body that cannot be parsed: as invalid as a wrong field
+        field = FieldErrorOut(path="body", message=str(exc.detail))
+        body = ErrorOut(
+            code=str(Code.REQUEST_INVALID),
+            message=f"the request is not valid: body: {exc.detail}",
+            hint="send the body as UTF-8 JSON; /openapi.json describes every request",
+            fields=[field],
+        )
+        return _answer(422, body)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     body = ErrorOut(code=code, message=str(exc.detail), hint="see /openapi.json for the API")
     return _answer(exc.status_code, body, dict(exc.headers or {}))

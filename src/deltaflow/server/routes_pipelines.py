@@ -13,7 +13,7 @@ from deltaflow.errors import Code, ServiceError
 from deltaflow.ops import service_pipelines
 from deltaflow.ops.keys import Principal
 from deltaflow.server.auth import needs_read, state, tenant_for
-from deltaflow.server.handlers import diagnostics
+from deltaflow.server.handlers import diagnostics, errors
 from deltaflow.server.models import ErrorOut, PipelineDetailOut, PipelineOut, ValidationOut
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
@@ -28,7 +28,7 @@ _YAML_BODY = {
 }
 
 
-@router.get("", response_model=list[PipelineOut])
+@router.get("", response_model=list[PipelineOut], responses=errors(404, 422))
 def list_pipelines(
     request: Request,
     principal: Reader,
@@ -43,7 +43,7 @@ def list_pipelines(
 @router.post(
     "/validate",
     response_model=ValidationOut,
-    responses={422: {"model": ErrorOut}},
+    responses=errors(422),
     openapi_extra=_YAML_BODY,
 )
 async def validate(request: Request, principal: Reader) -> ValidationOut | JSONResponse:
@@ -73,7 +73,7 @@ async def validate(request: Request, principal: Reader) -> ValidationOut | JSONR
     return JSONResponse(body.model_dump(exclude_none=True), status_code=422)
 
 
-@router.get("/{pipeline_path:path}", response_model=PipelineDetailOut)
+@router.get("/{pipeline_path:path}", response_model=PipelineDetailOut, responses=errors(404, 422))
 def show_pipeline(
     pipeline_path: str,
     request: Request,

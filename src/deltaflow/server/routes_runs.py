@@ -12,6 +12,7 @@ from deltaflow.ops import service_runs
 from deltaflow.ops.keys import Principal
 from deltaflow.server import render
 from deltaflow.server.auth import needs_read, needs_run, state, tenant_for
+from deltaflow.server.handlers import errors
 from deltaflow.server.models import (
     LogLineOut,
     LogsOut,
@@ -29,7 +30,10 @@ Reader = Annotated[Principal, Depends(needs_read)]
 
 
 @router.post(
-    "/pipelines/run/{tenant_id}/{pipeline_path:path}", status_code=202, response_model=TriggerOut
+    "/pipelines/run/{tenant_id}/{pipeline_path:path}",
+    status_code=202,
+    response_model=TriggerOut,
+    responses=errors(404, 409, 422),
 )
 def trigger(
     tenant_id: str,
@@ -64,7 +68,7 @@ def trigger(
     )
 
 
-@router.get("/runs", response_model=RunPageOut)
+@router.get("/runs", response_model=RunPageOut, responses=errors(404, 422))
 def list_runs(
     request: Request,
     principal: Reader,
@@ -92,7 +96,7 @@ def list_runs(
     return RunPageOut(runs=[render.run(r) for r in page.runs], next_cursor=page.next_cursor)
 
 
-@router.get("/runs/{run_id}", response_model=RunDetailOut)
+@router.get("/runs/{run_id}", response_model=RunDetailOut, responses=errors(404, 422))
 def show_run(
     run_id: str,
     request: Request,
@@ -104,7 +108,9 @@ def show_run(
     return render.run_detail(service_runs.show_run(state(request).service, tenant, run_id))
 
 
-@router.post("/runs/{run_id}/cancel", status_code=202, response_model=RunOut)
+@router.post(
+    "/runs/{run_id}/cancel", status_code=202, response_model=RunOut, responses=errors(404, 422)
+)
 def cancel_run(
     run_id: str,
     request: Request,
@@ -116,7 +122,7 @@ def cancel_run(
     return render.run(service_runs.cancel_run(state(request).service, tenant, run_id))
 
 
-@router.get("/runs/{run_id}/logs", response_model=LogsOut)
+@router.get("/runs/{run_id}/logs", response_model=LogsOut, responses=errors(404, 422))
 def run_logs(
     run_id: str,
     request: Request,

@@ -12,6 +12,7 @@ from deltaflow.ops import keys, tenants
 from deltaflow.ops.keys import Principal
 from deltaflow.server import render
 from deltaflow.server.auth import needs_admin, needs_read, state
+from deltaflow.server.handlers import errors
 from deltaflow.server.models import KeyIn, KeyOut, NewKeyOut, OnboardOut, TenantIn, TenantOut
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
@@ -24,7 +25,7 @@ def _visible(principal: Principal, tenant_id: str) -> None:
         raise NotFoundError(f"no tenant '{tenant_id}'", code=Code.TENANT_NOT_FOUND)
 
 
-@router.post("", status_code=201, response_model=OnboardOut)
+@router.post("", status_code=201, response_model=OnboardOut, responses=errors(422))
 def onboard(body: TenantIn, request: Request, principal: Admin) -> OnboardOut:
     """Onboard a tenant (root admin key): its record, its first key (shown once) and its
     schema in its warehouse. Onboarding again returns the tenant and makes no new key
@@ -52,14 +53,16 @@ def onboard(body: TenantIn, request: Request, principal: Admin) -> OnboardOut:
     )
 
 
-@router.get("/{tenant_id}", response_model=TenantOut)
+@router.get("/{tenant_id}", response_model=TenantOut, responses=errors(404))
 def show(tenant_id: str, request: Request, principal: Reader) -> TenantOut:
     """A tenant (root admin, or a key of that tenant)."""
     _visible(principal, tenant_id)
     return render.tenant(tenants.get_tenant(state(request).service, tenant_id))
 
 
-@router.post("/{tenant_id}/keys", status_code=201, response_model=NewKeyOut)
+@router.post(
+    "/{tenant_id}/keys", status_code=201, response_model=NewKeyOut, responses=errors(404, 422)
+)
 def create_key(tenant_id: str, body: KeyIn, request: Request, principal: Admin) -> NewKeyOut:
     """A new key for the tenant; the whole key is in this answer only."""
     _visible(principal, tenant_id)
@@ -69,14 +72,14 @@ def create_key(tenant_id: str, body: KeyIn, request: Request, principal: Admin) 
     return NewKeyOut(key=render.key(made.record), api_key=made.key)
 
 
-@router.get("/{tenant_id}/keys", response_model=list[KeyOut])
+@router.get("/{tenant_id}/keys", response_model=list[KeyOut], responses=errors(404))
 def list_keys(tenant_id: str, request: Request, principal: Admin) -> list[KeyOut]:
     """The tenant's keys: prefixes, scopes and times, never a key."""
     _visible(principal, tenant_id)
     return [render.key(k) for k in keys.list_keys(state(request).service, tenant_id)]
 
 
-@router.delete("/{tenant_id}/keys/{key_id}", status_code=204)
+@router.delete("/{tenant_id}/keys/{key_id}", status_code=204, responses=errors(404))
 def revoke_key(tenant_id: str, key_id: str, request: Request, principal: Admin) -> None:
     """Revoke a key: from now on it is answered 401."""
     _visible(principal, tenant_id)
