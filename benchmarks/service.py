@@ -128,7 +128,7 @@ def free_port() -> int:
 
 
 def write_configs(work: Path, clients: int) -> None:
-    folder = work / "configs" / "bench"
+    folder = work / "configs" / "load"  # not the tenant's name: that folder would be its own
     folder.mkdir(parents=True)
     (work / "data").mkdir()
     for n in range(clients):
@@ -215,7 +215,7 @@ async def client(
     http: httpx.AsyncClient, tally: Tally, n: int, key: dict[str, str], end: float, poll: float
 ) -> None:
     """Trigger pipeline ``n``, poll its run until it ends, again until ``end``."""
-    path = f"/api/v1/pipelines/run/{TENANT}/bench/p{n:02d}"
+    path = f"/api/v1/pipelines/run/{TENANT}/load/p{n:02d}"
     while time.monotonic() < end:
         answer = await timed(http, tally, tally.trigger_ms, "POST", path, json={}, headers=key)
         if answer is None or answer.status_code != 202:
