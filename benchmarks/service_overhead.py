@@ -252,10 +252,24 @@ async def details(url: str, run_ids: list[str]) -> list[dict[str, Any]]:
         return list(await asyncio.gather(*(one(r) for r in run_ids)))
 
 
+def add_recorded_at(dsn: str, runs: list[dict[str, Any]]) -> None:
+    """Each ended run's ``recorded_at``: the store's last heartbeat, which ``finish_run``
+    stamps when it records the end, after the tenant's x_meta write. The run's
+    ``ended_at`` is stamped earlier, when the steps are done."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as con:
+        stamps = dict(con.execute("SELECT run_id, heartbeat_at FROM runs").fetchall())
+    for run in runs:
+        run["recorded_at"] = stamps.get(run["pipeline_logging_id"])
+
+
 def per_run(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
     """Milliseconds per ended run: queue wait, overhead, trigger to completion - steps."""
     out: dict[str, list[float]] = {"queue wait": [], "run overhead": [], "trigger-end - steps": []}
     out["step time"] = []
+    out["ended -> recorded"] = []
+    out["trigger-recorded - steps"] = []
     for run in runs:
         if run["status"] not in ENDED or not run["started_at"] or not run["ended_at"]:
             continue
@@ -267,6 +281,12 @@ def per_run(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
         out["run overhead"].append((ended - started).total_seconds() * 1000 - steps)
         out["trigger-end - steps"].append((ended - requested).total_seconds() * 1000 - steps)
         out["step time"].append(steps)
+        if run.get("recorded_at"):
+            recorded = when(run["recorded_at"])
+            out["ended -> recorded"].append((recorded - ended).total_seconds() * 1000)
+            out["trigger-recorded - steps"].append(
+                (recorded - requested).total_seconds() * 1000 - steps
+            )
     return out
 
 
@@ -296,6 +316,8 @@ def timeline(dsn: str, run: dict[str, Any]) -> None:
             events.append((when(step["ended_at"]), f"step {step['step_id']} ended ({took:.1f} ms)"))
     if run["ended_at"]:
         events.append((when(run["ended_at"]), f"run ended_at ({run['status']})"))
+    if run.get("recorded_at"):
+        events.append((when(run["recorded_at"]), "end recorded (after the x_meta write)"))
     print(f"  one run's timeline ({run['pipeline_logging_id']}), ms after its trigger:")
     for at, what in sorted(events, key=lambda e: e[0]):
         print(f"    {(at - t0).total_seconds() * 1000:9.1f}  {what}")
@@ -325,6 +347,7 @@ def one_round(args: argparse.Namespace, number: int) -> dict[str, float]:
                 )
                 listed = await_drain(url, len(triggered), args.drain)
                 runs = asyncio.run(details(url, [r["pipeline_logging_id"] for r in listed]))
+                add_recorded_at(dsn, runs)
                 figures = report(number, args, triggered, failures, trigger_s, runs)
                 sample = sorted((r for r in runs if r["ended_at"]), key=lambda r: r["requested_at"])
                 if sample:
@@ -365,7 +388,7 @@ def report(
     outcomes = Counter(r["status"] for r in runs)
     ended = [r for r in runs if r["ended_at"]]
     first = min((when(r["requested_at"]) for r in runs), default=None)
-    last = max((when(r["ended_at"]) for r in ended), default=None)
+    last = max((when(r.get("recorded_at") or r["ended_at"]) for r in ended), default=None)
     drain_s = (last - first).total_seconds() if first and last else float("nan")
     figures: dict[str, float] = {
         "runs triggered": float(len(triggered)),
@@ -379,6 +402,8 @@ def report(
         "triggers/s": len(triggered) / trigger_s if trigger_s else float("nan"),
         "drain s": drain_s,
         "runs/s": len(ended) / drain_s if drain_s else float("nan"),
+        # what one worker spends per run, from the throughput
+        "worker ms per run": 1000 * args.workers * drain_s / len(ended) if ended else 0.0,
     }
     series = per_run(runs)
     for name, values in series.items():
