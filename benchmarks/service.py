@@ -26,11 +26,7 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -40,10 +36,8 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN_KEY = "bench-admin-key-0123456789abcdef"
-TENANT = "bench"
-ENDED = ("succeeded", "failed", "cancelled")
+from service_common import ADMIN_KEY, ENDED, TENANT, list_runs, pct, start_server, stop
+
 DESIGNED = (409, 429)
 #: a client's requests never wait longer than this (then they count as errors)
 REQUEST_TIMEOUT_S = 30.0
@@ -112,21 +106,6 @@ class Round:
         }
 
 
-def pct(values: list[float], p: int) -> float:
-    """The p-th percentile (nearest rank); NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered)) - 1))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def write_configs(work: Path, clients: int) -> None:
     folder = work / "configs" / "load"  # not the tenant's name: that folder would be its own
     folder.mkdir(parents=True)
@@ -134,41 +113,6 @@ def write_configs(work: Path, clients: int) -> None:
     for n in range(clients):
         path = work / "data" / f"p{n:02d}.duckdb"
         (folder / f"p{n:02d}.yml").write_text(PIPELINE.format(n=n, path=path))
-
-
-def start_server(work: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DELTAFLOW_ADMIN_KEY": ADMIN_KEY,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
-    command = [sys.executable, "-m", "deltaflow", "serve", "--configs", "configs"]
-    command += ["--state-dir", "state", "--workers", str(workers), "--port", str(port)]
-    with (work / "serve.log").open("wb") as out:
-        process = subprocess.Popen(command, cwd=work, env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"deltaflow serve ended:\n{(work / 'serve.log').read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop_server(process)
-    raise SystemExit("deltaflow serve did not answer /readyz within 60 s")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 def onboard(url: str, clients: int) -> list[dict[str, str]]:
@@ -273,33 +217,19 @@ def drain(url: str, triggered: list[str], seconds: float) -> tuple[int, int, Cou
     return len(missing) + len(unended) + len(untriggered), len(listed), outcomes
 
 
-def list_runs(http: httpx.Client, headers: dict[str, str]) -> list[dict[str, Any]]:
-    """Every run of the tenant, page by page (at most 1,000 pages)."""
-    found: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"tenant_id": TENANT, "limit": 500}
-    for _ in range(1000):
-        page = http.get("/api/v1/runs", params=params, headers=headers)
-        page.raise_for_status()
-        body = page.json()
-        found.extend(body["runs"])
-        if not body["next_cursor"]:
-            break
-        params["cursor"] = body["next_cursor"]
-    return found
-
-
 def one_round(args: argparse.Namespace, number: int) -> Round:
     load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="deltaflow-service-bench-"))
     try:
         write_configs(work, args.clients)
-        process, url = start_server(work, args.workers)
+        options = ["--configs", "configs", "--state-dir", "state", "--workers", str(args.workers)]
+        process, url = start_server(work, options)
         try:
             keys = onboard(url, args.clients)
             tally = asyncio.run(load(url, keys, args.seconds, args.poll))
             lost, recorded, outcomes = drain(url, tally.triggered, args.drain)
         finally:
-            stop_server(process)
+            stop(process)
         text = (work / "serve.log").read_text(errors="replace")
         problems = text.count("Traceback") + text.count("ERROR")
         if problems and args.verbose:

@@ -40,8 +40,6 @@ import asyncio
 import datetime as dt
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,10 +51,18 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN_KEY = "bench-admin-key-0123456789abcdef"
-TENANT = "bench"
-ENDED = ("succeeded", "failed", "cancelled")
+from service_common import (
+    ADMIN_KEY,
+    ENDED,
+    ROOT,
+    TENANT,
+    list_runs,
+    pct,
+    start,
+    start_server,
+    stop,
+)
+
 PIPELINE_PATH = f"/api/v1/pipelines/run/{TENANT}/load/tiny"
 
 PIPELINE = """\
@@ -71,61 +77,8 @@ steps:
 """
 
 
-def pct(values: list[float], p: int) -> float:
-    """The p-th percentile (nearest rank); NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered)) - 1))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def when(stamp: str) -> dt.datetime:
     return dt.datetime.fromisoformat(stamp)
-
-
-def env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "DELTAFLOW_ADMIN_KEY": ADMIN_KEY,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
-
-
-def start(work: Path, name: str, command: list[str]) -> subprocess.Popen[bytes]:
-    with (work / f"{name}.log").open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "deltaflow", *command],
-            cwd=work,
-            env=env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def start_server(work: Path, dsn: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = ["serve", "--database", dsn, "--configs", "configs", "--state-dir", "state"]
-    process = start(work, "serve", [*command, "--port", str(port)])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"deltaflow serve ended:\n{(work / 'serve.log').read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop(process)
-    raise SystemExit("deltaflow serve did not answer /readyz within 60 s")
 
 
 def start_workers(work: Path, dsn: str, count: int) -> list[subprocess.Popen[bytes]]:
@@ -146,17 +99,6 @@ def start_workers(work: Path, dsn: str, count: int) -> list[subprocess.Popen[byt
         stop(w)
     logs = "\n".join(p.read_text() for p in sorted(work.glob("worker*.log")))
     raise SystemExit(f"{count} workers did not register within 60 s:\n{logs[-4000:]}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 def onboard(url: str, runs: int, warehouse: dict[str, Any] | None) -> dict[str, str]:
@@ -206,27 +148,12 @@ async def trigger_all(
     return triggered, failures, time.perf_counter() - began
 
 
-def list_runs(http: httpx.Client) -> list[dict[str, Any]]:
-    """Every run of the tenant, page by page (at most 1,000 pages)."""
-    found: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"tenant_id": TENANT, "limit": 500}
-    for _ in range(1000):
-        page = http.get("/api/v1/runs", params=params, headers={"X-API-Key": ADMIN_KEY})
-        page.raise_for_status()
-        body = page.json()
-        found.extend(body["runs"])
-        if not body["next_cursor"]:
-            break
-        params["cursor"] = body["next_cursor"]
-    return found
-
-
 def await_drain(url: str, expected: int, seconds: float) -> list[dict[str, Any]]:
     """Poll the run list until ``expected`` runs ended (or ``seconds`` passed)."""
     with httpx.Client(base_url=url, timeout=60) as http:
         deadline = time.monotonic() + seconds
         while True:
-            listed = list_runs(http)
+            listed = list_runs(http, {"X-API-Key": ADMIN_KEY})
             ended = sum(r["status"] in ENDED for r in listed)
             if ended >= expected or time.monotonic() > deadline:
                 return listed
@@ -335,7 +262,8 @@ def one_round(args: argparse.Namespace, number: int) -> dict[str, float]:
         (work / "runs").mkdir()
         with running_postgres() as pg:
             dsn = pg.dsn()
-            server, url = start_server(work, dsn)
+            options = ["--database", dsn, "--configs", "configs", "--state-dir", "state"]
+            server, url = start_server(work, options)
             workers: list[subprocess.Popen[bytes]] = []
             try:
                 workers = start_workers(work, dsn, args.workers)
